@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class AdminJobsConfig(AppConfig):
+    name = "admin_jobs"

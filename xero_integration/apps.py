@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class XeroIntegrationConfig(AppConfig):
+    name = "xero_integration"
