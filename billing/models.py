@@ -11,10 +11,20 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.urls import reverse
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 UNIT = {"max_digits": 16, "decimal_places": 4}
 ZERO = Decimal("0.00")
+# SQLite evaluates CHECK arithmetic on decimals in floating point (56.35 − 50 ≠ 6.35 exactly),
+# so sums are checked to within a tenth of a cent; PostgreSQL's numeric is exact either way.
+_TOLERANCE = Decimal("0.001")
+
+
+def _equals_sum(field: str, expression: models.Expression | F) -> Q:
+    return Q(**{f"{field}__gte": expression - _TOLERANCE}) & Q(
+        **{f"{field}__lte": expression + _TOLERANCE}
+    )
 
 
 class EntityKind(models.TextChoices):
@@ -201,6 +211,9 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("billing:customer_detail", args=[self.pk])
+
 
 class Product(models.Model):
     entity = models.ForeignKey(Entity, on_delete=models.PROTECT, related_name="products")
@@ -297,10 +310,13 @@ class Invoice(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(due_date__gte=F("issue_date")), name="invoice_due_after_issue"),
             models.CheckConstraint(
-                condition=Q(total=F("subtotal") + F("total_tax")), name="invoice_total_sum"
+                condition=_equals_sum("total", F("subtotal") + F("total_tax")),
+                name="invoice_total_sum",
             ),
             models.CheckConstraint(
-                condition=Q(amount_due=F("total") - F("amount_paid") - F("amount_credited")),
+                condition=_equals_sum(
+                    "amount_due", F("total") - F("amount_paid") - F("amount_credited")
+                ),
                 name="invoice_amount_due_sum",
             ),
             models.CheckConstraint(
@@ -315,6 +331,9 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    def get_absolute_url(self) -> str:
+        return reverse("billing:invoice_detail", args=[self.pk])
 
 
 class InvoiceLine(models.Model):
@@ -382,10 +401,11 @@ class CreditNote(models.Model):
         indexes = [models.Index(fields=["entity", "released_at"], name="credit_note_entity_released")]
         constraints = [
             models.CheckConstraint(
-                condition=Q(total=F("subtotal") + F("total_tax")), name="credit_note_total_sum"
+                condition=_equals_sum("total", F("subtotal") + F("total_tax")),
+                name="credit_note_total_sum",
             ),
             models.CheckConstraint(
-                condition=Q(remaining_credit=F("total") - F("amount_allocated"))
+                condition=_equals_sum("remaining_credit", F("total") - F("amount_allocated"))
                 & Q(remaining_credit__gte=0),
                 name="credit_note_remaining",
             ),
@@ -397,6 +417,9 @@ class CreditNote(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    def get_absolute_url(self) -> str:
+        return reverse("billing:credit_note_detail", args=[self.pk])
 
 
 class CreditNoteLine(models.Model):

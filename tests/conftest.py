@@ -15,6 +15,9 @@ import pytest
 from django.conf import settings
 
 from bms import clock
+from xero_sandbox.testing import sandbox, sandbox_server, xero
+
+__all__ = ["sandbox", "sandbox_server", "xero"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REDIS_URL = os.environ.get("BMS_TEST_REDIS_URL", "")

@@ -104,12 +104,13 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # comes back; prefetch 1 so a worker never sits on messages it is not running; time limits below
 # the Redis visibility timeout so a long task is never redelivered while it still runs. The job
 # table is the source of truth; a message is only a wake-up, and duplicates do nothing.
-CELERY_BROKER_URL = env(
-    "CELERY_BROKER_URL", default="filesystem://"
-)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 900}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
+    # kombu's filesystem transport needs its folders; web, worker and beat all share them.
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
@@ -137,8 +138,12 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # https://crontab.guru/#*_*_*_*_* — re-publish due jobs whose message was lost.
     "jobs-sweep": {"task": "admin_jobs.tasks.job_sweep_task", "schedule": 30.0},
+    # https://crontab.guru/#17_3_*_*_* — keep idle Xero authorisations from expiring (60 days).
+    "xero-tokens-refresh": {
+        "task": "xero_integration.tasks.tokens_refresh_schedule_task",
+        "schedule": crontab(minute=17, hour=3),
+    },
 }
-_ = crontab  # used by schedules added by the sync apps
 
 # --- BMS ----------------------------------------------------------------------------------------
 BMS_JOB_LEASE_SECONDS = env.int("BMS_JOB_LEASE_SECONDS", default=360)
@@ -154,3 +159,31 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("BMS_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Xero ---------------------------------------------------------------------------------------
+# The product reaches Xero (or the local sandbox, in the demo and tests) only through these.
+XERO_API_BASE = env("XERO_API_BASE", default="https://api.xero.com")
+XERO_IDENTITY_BASE = env("XERO_IDENTITY_BASE", default="https://identity.xero.com")
+XERO_LOGIN_BASE = env("XERO_LOGIN_BASE", default="https://login.xero.com")
+XERO_CLIENT_ID = env("XERO_CLIENT_ID", default="")
+XERO_CLIENT_SECRET = env("XERO_CLIENT_SECRET", default="")
+XERO_REDIRECT_URI = env("XERO_REDIRECT_URI", default="http://127.0.0.1:8000/xero/callback/")
+XERO_WEBHOOK_KEY = env("XERO_WEBHOOK_KEY", default="")
+# The minimum BMS needs (xero-api-notes.md §5); apps created after March 2026 get granular
+# scopes, so this is configurable (e.g. "... accounting.invoices accounting.payments ...").
+XERO_SCOPES = env.list(
+    "XERO_SCOPES",
+    default=[
+        "openid", "profile", "email", "offline_access", "accounting.contacts",
+        "accounting.settings", "accounting.transactions",
+    ],
+)  # fmt: skip
+# Fernet keys, newest first; older keys still decrypt so keys can be rotated
+# (manage.py xero_rotate_token_key re-encrypts every token with the newest).
+XERO_TOKEN_ENCRYPTION_KEYS = env.list("XERO_TOKEN_ENCRYPTION_KEYS", default=[])
+XERO_HTTP_TIMEOUT_SECONDS = env.float("XERO_HTTP_TIMEOUT_SECONDS", default=30.0)
+XERO_RATE_LIMIT_REDIS_URL = env("XERO_RATE_LIMIT_REDIS_URL", default="")
+XERO_RATE_LIMIT_PER_MINUTE = env.int("XERO_RATE_LIMIT_PER_MINUTE", default=60)
+XERO_RATE_LIMIT_CONCURRENT = env.int("XERO_RATE_LIMIT_CONCURRENT", default=5)
+XERO_RATE_LIMIT_APP_PER_MINUTE = env.int("XERO_RATE_LIMIT_APP_PER_MINUTE", default=10_000)
+XERO_RATE_LIMIT_WINDOW_SECONDS = env.float("XERO_RATE_LIMIT_WINDOW_SECONDS", default=60.0)

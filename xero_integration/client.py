@@ -1,0 +1,562 @@
+"""The one module that talks to the xero-python SDK.
+
+Everything else calls the typed functions here and handles one exception family:
+
+* XeroTransientError — timeouts, connection errors, 5xx: retry with back-off. `outcome_unknown`
+  says whether Xero may have applied the request (the reply was lost), in which case a retry must
+  re-send the identical request with the same Idempotency-Key within Xero's window, or look the
+  record up by its business key first.
+* XeroRateLimitError — a 429 (or our own limiter refusing): wait until `retry_at`; never a failure.
+* XeroAuthError — 401/403 on a call, `invalid_grant` on refresh: the connection needs
+  re-authorisation; jobs pause, they do not fail.
+* XeroPermanentError — validation and other 4xx: record every element's messages and stop.
+
+Every call has a timeout, goes through the shared rate limiter, and runs on a urllib3 pool with
+retries turned off: the SDK's default pool silently sleeps through Retry-After and re-sends a PUT
+whose reply was lost (xero-api-notes.md §12.10), which must be the job engine's decision instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import urllib3
+from django.conf import settings
+from xero_python.accounting import AccountingApi
+from xero_python.api_client import ApiClient
+from xero_python.api_client.configuration import Configuration
+from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
+from xero_python.exceptions import ApiException
+from xero_python.exceptions.http_status_exceptions import (
+    HTTPStatusException,
+    NotFoundException,
+    RateLimitException,
+)
+from xero_python.identity import IdentityApi
+
+from admin_jobs.errors import JobError, JobWait, PermanentJobError, TransientJobError
+from xero_integration.ratelimit import RateLimited, XeroRateLimiter
+
+logger = logging.getLogger(__name__)
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+# --- Errors -----------------------------------------------------------------------------------
+
+
+class XeroError(JobError):
+    """Marker base of every error this module raises. `message` is for people, with what to do
+    next, and never holds a token; `detail` is for admins."""
+
+
+class XeroTransientError(TransientJobError, XeroError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome_unknown: bool = False,
+        retry_after: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail or {}, retry_after=retry_after)
+        self.outcome_unknown = outcome_unknown
+
+
+class XeroRateLimitError(JobWait, XeroError):
+    """A 429, or BMS's own limiter pacing calls: the job waits; it is never a failure."""
+
+    def __init__(self, message: str, *, problem: str, retry_at: float) -> None:
+        super().__init__(message, until=datetime.fromtimestamp(retry_at, tz=UTC))
+        self.detail = {"problem": problem, "retry_at": retry_at}
+        self.problem = problem
+        self.retry_at = retry_at
+
+
+class XeroAuthError(JobWait, XeroError):
+    """The organisation's connection needs re-authorisation (revoked, disconnected, expired):
+    its jobs wait until an admin re-authorises, then resume."""
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message, until=None)
+        self.detail = detail or {}
+
+
+@dataclass(frozen=True)
+class ElementErrors:
+    index: int
+    messages: list[str]
+
+
+class XeroPermanentError(PermanentJobError, XeroError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        elements: list[ElementErrors] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail or {})
+        self.status = status
+        self.elements = elements or []
+
+    @property
+    def messages(self) -> list[str]:
+        found = [m for element in self.elements for m in element.messages]
+        return found or [self.message]
+
+
+class XeroNotFoundError(XeroPermanentError):
+    pass
+
+
+class XeroTenantMismatchError(XeroPermanentError):
+    """A call for one organisation was about to go to another: a bug, so the job stops."""
+
+
+# --- Values -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    scopes: list[str]
+    id_token: str | None = field(default=None, repr=False)
+
+    @property
+    def auth_event_id(self) -> str:
+        return str(jwt_claims(self.access_token).get("authentication_event_id", ""))
+
+    @property
+    def xero_user_id(self) -> str:
+        return str(jwt_claims(self.access_token).get("xero_userid", ""))
+
+
+@dataclass(frozen=True)
+class XeroTenant:
+    connection_id: str
+    tenant_id: str
+    tenant_name: str
+    tenant_type: str
+    auth_event_id: str
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    day_remaining: int | None
+    minute_remaining: int | None
+    app_minute_remaining: int | None
+
+
+@dataclass(frozen=True)
+class Organisation:
+    name: str
+    base_currency: str
+    short_code: str
+    timezone: str
+    period_lock_date: Any
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    code: str
+    name: str
+    type: str
+    status: str
+    tax_type: str
+    is_system_account: bool
+    enable_payments: bool
+    bank_account: bool
+
+
+@dataclass(frozen=True)
+class TaxRate:
+    tax_type: str
+    name: str
+    effective_rate: Decimal
+    status: str
+    can_apply_to_revenue: bool
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT access token, unverified: it came straight from the token endpoint
+    over TLS, and BMS reads only the auth event id and user id from it."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, json.JSONDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+# --- SDK plumbing -----------------------------------------------------------------------------
+
+
+def _timeout() -> tuple[float, float]:
+    return (CONNECT_TIMEOUT_SECONDS, float(settings.XERO_HTTP_TIMEOUT_SECONDS))
+
+
+def _api_client(access_token: str | None = None) -> ApiClient:
+    # Configuration() instances are copies of a class-wide default (TypeWithDefault,
+    # xero-api-notes.md §12.10), so everything per-client is set on this instance.
+    configuration = Configuration(oauth2_token=OAuth2Token())
+    token = {
+        "access_token": access_token or "",
+        "token_type": "Bearer",
+        "scope": list(settings.XERO_SCOPES),
+        "expires_in": 1800,
+        # No expires_at and no refresh token: the SDK then treats the token as valid and never
+        # refreshes by itself; BMS refreshes before calling, under the authorisation's row lock.
+    }
+
+    def token_getter() -> dict[str, Any]:
+        return token
+
+    def token_saver(new_token: dict[str, Any]) -> None:
+        raise XeroError("The SDK tried to store a token; BMS refreshes tokens itself.")
+
+    client = ApiClient(
+        configuration,
+        pool_threads=1,
+        oauth2_token_getter=token_getter,
+        oauth2_token_saver=token_saver,
+    )
+    client.rest_client.pool_manager = urllib3.PoolManager(
+        num_pools=4, maxsize=4, retries=False, timeout=urllib3.Timeout(*_timeout())
+    )
+    return client
+
+
+def _token_api(client: ApiClient) -> TokenApi:
+    token_api = TokenApi(client, settings.XERO_CLIENT_ID, settings.XERO_CLIENT_SECRET)
+    # TokenApi hard-codes identity.xero.com as class attributes (notes §12.2); instance
+    # attributes override them for this client only.
+    base = settings.XERO_IDENTITY_BASE.rstrip("/")
+    token_api.refresh_token_url = f"{base}/connect/token"
+    token_api.revoke_token_url = f"{base}/connect/revocation"
+    return token_api
+
+
+def _body_json(exc: ApiException) -> Any:
+    body = exc.body
+    if not body:
+        return None
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, TypeError):
+        return None
+
+
+def _header(exc_or_headers: Any, name: str) -> str | None:
+    headers = exc_or_headers.headers if isinstance(exc_or_headers, ApiException) else exc_or_headers
+    if not headers:
+        return None
+    value = headers.get(name)
+    return str(value) if value is not None else None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _validation_elements(body: Any) -> list[ElementErrors]:
+    if not isinstance(body, dict):
+        return []
+    elements = []
+    for index, element in enumerate(body.get("Elements") or []):
+        messages = [
+            str(error.get("Message"))
+            for error in (element.get("ValidationErrors") or [])
+            if isinstance(error, dict) and error.get("Message")
+        ]
+        if messages:
+            elements.append(ElementErrors(index=index, messages=messages))
+    return elements
+
+
+def _translate(exc: BaseException, *, operation: str, wrote: bool) -> XeroError:
+    """Map SDK and transport exceptions onto BMS's family. Never includes request headers."""
+    if isinstance(exc, RateLimitException):
+        problem = (_header(exc, "X-Rate-Limit-Problem") or "minute").lower()
+        retry_after = float(_header(exc, "Retry-After") or 60)
+        return XeroRateLimitError(
+            f"Xero's {problem} rate limit was reached; BMS waits {int(retry_after)} s and carries on.",
+            problem=problem,
+            retry_at=time.time() + retry_after,
+        )
+    if isinstance(exc, HTTPStatusException):
+        status = int(exc.status) if str(exc.status).isdigit() else 400
+        body = _body_json(exc)
+        if isinstance(body, dict) and body.get("error") == "invalid_grant":
+            return XeroAuthError(
+                "Xero refused the stored authorisation (invalid_grant): re-authorise the "
+                "connection in Admin → Integrations.",
+                detail={"status": 400, "error": "invalid_grant"},
+            )
+        if status in (401, 403):
+            xero_detail = body.get("Detail") if isinstance(body, dict) else None
+            return XeroAuthError(
+                f"Xero answered {status} ({xero_detail or 'unauthorised'}): the organisation was "
+                "disconnected or its authorisation revoked; re-authorise it in Admin → Integrations.",
+                detail={"status": status, "xero_detail": xero_detail},
+            )
+        if isinstance(exc, NotFoundException):
+            return XeroNotFoundError(
+                f"Xero has no such record ({operation}).", status=404, detail={"status": 404}
+            )
+        if status >= 500:
+            return XeroTransientError(
+                f"Xero answered {status} to {operation}; BMS retries later.",
+                outcome_unknown=wrote,
+                retry_after=float(_header(exc, "Retry-After") or 0) or None,
+                detail={"status": status, "body": body},
+            )
+        elements = _validation_elements(body)
+        message = (
+            "; ".join(m for element in elements for m in element.messages)
+            or (body.get("Message") if isinstance(body, dict) else None)
+            or f"Xero refused {operation} with HTTP {status}."
+        )
+        return XeroPermanentError(
+            str(message), status=status, elements=elements, detail={"status": status, "body": body}
+        )
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
+        # A write that reached Xero may have been applied even though no reply came back.
+        return XeroTransientError(
+            f"No reply from Xero to {operation} ({type(exc).__name__}); BMS retries later.",
+            outcome_unknown=wrote,
+            detail={"exception": type(exc).__name__},
+        )
+    raise exc
+
+
+# --- Identity ---------------------------------------------------------------------------------
+
+
+def _token_set(raw: dict[str, Any]) -> TokenSet:
+    scope = raw.get("scope") or []
+    scopes = scope.split() if isinstance(scope, str) else list(scope)
+    return TokenSet(
+        access_token=raw["access_token"],
+        refresh_token=raw["refresh_token"],
+        expires_in=int(raw.get("expires_in") or 1800),
+        scopes=scopes,
+        id_token=raw.get("id_token"),
+    )
+
+
+def token_refresh(*, refresh_token: str, scopes: list[str]) -> TokenSet:
+    """Exchange a refresh token for a new token set (Xero rotates the refresh token)."""
+    client = _api_client()
+    try:
+        raw = _token_api(client).refresh_token(refresh_token, scopes)
+    except BaseException as exc:  # noqa: BLE001 - translated, or re-raised by _translate
+        raise _translate(exc, operation="token refresh", wrote=True) from None
+    return _token_set(raw)
+
+
+def token_revoke(*, refresh_token: str) -> None:
+    """Revoke a token set; Xero removes every connection made with it."""
+    client = _api_client()
+    try:
+        _token_api(client).revoke_token(refresh_token)
+    except BaseException as exc:  # noqa: BLE001
+        raise _translate(exc, operation="token revocation", wrote=True) from None
+
+
+def _identity_api(access_token: str) -> IdentityApi:
+    return IdentityApi(_api_client(access_token), base_url=settings.XERO_API_BASE.rstrip("/"))
+
+
+def connections_list(*, access_token: str, auth_event_id: str | None = None) -> list[XeroTenant]:
+    api = _identity_api(access_token)
+    kwargs: dict[str, Any] = {"_request_timeout": _timeout()}
+    if auth_event_id:
+        kwargs["auth_event_id"] = auth_event_id
+    try:
+        rows = api.get_connections(**kwargs)
+    except BaseException as exc:  # noqa: BLE001
+        raise _translate(exc, operation="GET /connections", wrote=False) from None
+    return [
+        XeroTenant(
+            connection_id=str(row.id),
+            tenant_id=str(row.tenant_id),
+            tenant_name=row.tenant_name or "",
+            tenant_type=row.tenant_type or "",
+            auth_event_id=str(row.auth_event_id or ""),
+        )
+        for row in rows
+    ]
+
+
+def connection_delete(*, access_token: str, connection_id: str) -> None:
+    api = _identity_api(access_token)
+    try:
+        api.delete_connection(connection_id, _request_timeout=_timeout())
+    except NotFoundException:
+        return  # already gone on Xero's side: the outcome we wanted
+    except BaseException as exc:  # noqa: BLE001
+        raise _translate(exc, operation="DELETE /connections", wrote=True) from None
+
+
+# --- Accounting -------------------------------------------------------------------------------
+
+
+class XeroClient:
+    """Accounting calls for one organisation, through the shared rate limiter."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        access_token: str,
+        limiter: XeroRateLimiter | None,
+        on_limits: Callable[[CallLimits], None] | None = None,
+        on_error: Callable[[XeroError], None] | None = None,
+        last_call_at: float | None = None,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self._api = AccountingApi(
+            _api_client(access_token),
+            base_url=settings.XERO_API_BASE.rstrip("/") + "/api.xro/2.0",
+        )
+        self._limiter = limiter
+        self._on_limits = on_limits
+        self._on_error = on_error
+        self._last_call_at = last_call_at
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"<XeroClient tenant={self.tenant_id}>"
+
+    @contextmanager
+    def _permit(self) -> Iterator[None]:
+        if self._limiter is None:
+            yield
+            return
+        try:
+            with self._limiter.call(self.tenant_id, last_call_at=self._last_call_at):
+                yield
+        except RateLimited as exc:
+            raise XeroRateLimitError(
+                f"BMS is pacing calls to this Xero organisation ({exc.reason} limit); it carries "
+                "on by itself.",
+                problem=exc.reason,
+                retry_at=exc.retry_at,
+            ) from None
+
+    def call(self, operation: str, method_name: str, *, wrote: bool, **kwargs: Any) -> Any:
+        """Run one SDK accounting method; returns its deserialised result."""
+        method = getattr(self._api, method_name)
+        with self._permit():
+            self.calls += 1
+            self._last_call_at = time.time()
+            try:
+                data, _status, headers = method(
+                    self.tenant_id,
+                    _return_http_data_only=False,
+                    _request_timeout=_timeout(),
+                    **kwargs,
+                )
+            except BaseException as exc:  # noqa: BLE001 - translated, or re-raised
+                error = _translate(exc, operation=operation, wrote=wrote)
+                if isinstance(exc, ApiException):
+                    self._record_limits(exc.headers)
+                if isinstance(error, XeroRateLimitError) and self._limiter is not None:
+                    self._limiter.pause(
+                        self.tenant_id,
+                        seconds=max(error.retry_at - time.time(), 1.0),
+                        problem=error.problem,
+                    )
+                logger.warning("xero %s for tenant %s failed: %s", operation, self.tenant_id,
+                               error.message)  # fmt: skip
+                if self._on_error is not None:
+                    self._on_error(error)
+                raise error from None
+        self._record_limits(headers)
+        return data
+
+    def _record_limits(self, headers: Any) -> None:
+        if not headers:
+            return
+        limits = CallLimits(
+            day_remaining=_int_or_none(_header(headers, "X-DayLimit-Remaining")),
+            minute_remaining=_int_or_none(_header(headers, "X-MinLimit-Remaining")),
+            app_minute_remaining=_int_or_none(_header(headers, "X-AppMinLimit-Remaining")),
+        )
+        if self._limiter is not None:
+            self._limiter.record_response(
+                self.tenant_id,
+                day_remaining=limits.day_remaining,
+                minute_remaining=limits.minute_remaining,
+                app_minute_remaining=limits.app_minute_remaining,
+            )
+        if self._on_limits is not None:
+            self._on_limits(limits)
+
+    # Organisation, chart of accounts, tax rates --------------------------------------------------
+
+    def organisation_get(self) -> Organisation:
+        result = self.call("GET /Organisation", "get_organisations", wrote=False)
+        org = result.organisations[0]
+        return Organisation(
+            name=org.name or "",
+            base_currency=str(getattr(org.base_currency, "value", org.base_currency) or ""),
+            short_code=org.short_code or "",
+            timezone=str(getattr(org.timezone, "value", org.timezone) or ""),
+            period_lock_date=org.period_lock_date,
+        )
+
+    def accounts_list(self) -> list[Account]:
+        result = self.call("GET /Accounts", "get_accounts", wrote=False)
+        return [
+            Account(
+                account_id=str(row.account_id),
+                code=row.code or "",
+                name=row.name or "",
+                type=_enum(row.type),
+                status=_enum(row.status),
+                tax_type=row.tax_type or "",
+                is_system_account=bool(row.system_account),
+                enable_payments=bool(row.enable_payments_to_account),
+                bank_account=_enum(row.type) == "BANK",
+            )
+            for row in result.accounts or []
+        ]
+
+    def tax_rates_list(self) -> list[TaxRate]:
+        result = self.call("GET /TaxRates", "get_tax_rates", wrote=False)
+        return [
+            TaxRate(
+                tax_type=row.tax_type or "",
+                name=row.name or "",
+                effective_rate=Decimal(str(row.effective_rate or 0)),
+                status=_enum(row.status),
+                can_apply_to_revenue=bool(row.can_apply_to_revenue),
+            )
+            for row in result.tax_rates or []
+        ]
+
+
+def _enum(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
