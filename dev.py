@@ -108,6 +108,11 @@ def cmd_demo(extra: list[str]) -> int:
     env.setdefault("XERO_CLIENT_SECRET", "bms-demo-secret")
     env.setdefault("XERO_WEBHOOK_KEY", "bms-demo-webhook-key")
     env.setdefault("XERO_REDIRECT_URI", f"http://127.0.0.1:{WEB_PORT}/xero/callback/")
+    # "View in Xero" opens the sandbox's own pages in the demo.
+    ui = sandbox_url + "/__sandbox__/ui/{tenant_id}"
+    env.setdefault("XERO_CONTACT_URL_TEMPLATE", ui + "/contacts/{contact_id}")
+    env.setdefault("XERO_INVOICE_URL_TEMPLATE", ui + "/invoices/{invoice_id}")
+    env.setdefault("XERO_JOURNAL_URL_TEMPLATE", ui + "/journals")
     for port, what in ((WEB_PORT, "BMS web"), (SANDBOX_PORT, "Xero sandbox")):
         if reachable("127.0.0.1", port):
             sys.exit(f"[dev] port {port} ({what}) is already in use; stop whatever runs there first")

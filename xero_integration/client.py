@@ -31,7 +31,17 @@ from typing import Any
 
 import urllib3
 from django.conf import settings
-from xero_python.accounting import AccountingApi
+from xero_python.accounting import AccountingApi, CurrencyCode, LineAmountTypes, PaymentTermType
+from xero_python.accounting import Address as SdkAddress
+from xero_python.accounting import Bill as SdkBill
+from xero_python.accounting import Contact as SdkContact
+from xero_python.accounting import Contacts as SdkContacts
+from xero_python.accounting import PaymentTerm as SdkPaymentTerm
+from xero_python.accounting import Phone as SdkPhone
+
+from xero_python.accounting import ManualJournal as SdkManualJournal
+from xero_python.accounting import ManualJournalLine as SdkManualJournalLine
+from xero_python.accounting import ManualJournals as SdkManualJournals
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
 from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
@@ -190,6 +200,111 @@ class TaxRate:
     effective_rate: Decimal
     status: str
     can_apply_to_revenue: bool
+
+
+@dataclass(frozen=True)
+class AddressData:
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+@dataclass(frozen=True)
+class ContactData:
+    """What BMS sends for one contact. Stored as JSON (dataclasses.asdict) before the request
+    goes out, so a retry re-sends exactly the same body with the same Idempotency-Key."""
+
+    contact_id: str | None
+    name: str
+    contact_number: str
+    email: str = ""
+    phone: str = ""
+    tax_number: str = ""
+    account_number: str = ""
+    currency: str = ""
+    terms_type: str = ""
+    terms_day: int | None = None
+    street: AddressData | None = None
+    postal: AddressData | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContactData:
+        values = dict(data)
+        for key in ("street", "postal"):
+            if values.get(key) is not None:
+                values[key] = AddressData(**values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ContactResult:
+    """One element of a contacts write, in request order."""
+
+    contact_id: str | None  # None when Xero created nothing (it answers with a zero GUID)
+    name: str
+    contact_number: str
+    status: str
+    errors: list[str]
+
+
+@dataclass(frozen=True)
+class XeroContactRecord:
+    contact_id: str
+    name: str
+    contact_number: str
+    status: str
+    email: str
+    tax_number: str
+    updated_at: Any
+
+
+@dataclass(frozen=True)
+class XeroInvoiceRecord:
+    invoice_id: str
+    invoice_number: str
+    status: str
+    contact_id: str
+    currency: str
+    sub_total: Decimal
+    total_tax: Decimal
+    total: Decimal
+    amount_paid: Decimal
+    amount_credited: Decimal
+    amount_due: Decimal
+    updated_at: Any
+
+
+@dataclass(frozen=True)
+class XeroPaymentRecord:
+    payment_id: str
+    invoice_id: str
+    invoice_number: str
+    amount: Decimal
+    date: Any
+    status: str
+    reference: str
+    updated_at: Any
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    account_code: str
+    # Xero's sign convention: debits are positive, credits negative (xero-api-notes.md §10).
+    line_amount: Decimal
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ManualJournal:
+    manual_journal_id: str
+    narration: str
+    date: Any
+    status: str
+    lines: list[JournalLine]
+    warnings: list[str]
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -433,6 +548,7 @@ class XeroClient:
         limiter: XeroRateLimiter | None,
         on_limits: Callable[[CallLimits], None] | None = None,
         on_error: Callable[[XeroError], None] | None = None,
+        on_released: Callable[[float], None] | None = None,
         last_call_at: float | None = None,
     ) -> None:
         self.tenant_id = tenant_id
@@ -443,6 +559,7 @@ class XeroClient:
         self._limiter = limiter
         self._on_limits = on_limits
         self._on_error = on_error
+        self._on_released = on_released
         self._last_call_at = last_call_at
         self.calls = 0
 
@@ -455,8 +572,8 @@ class XeroClient:
             yield
             return
         try:
-            with self._limiter.call(self.tenant_id, last_call_at=self._last_call_at):
-                yield
+            permit_context = self._limiter.call(self.tenant_id, last_call_at=self._last_call_at)
+            permit = permit_context.__enter__()
         except RateLimited as exc:
             raise XeroRateLimitError(
                 f"BMS is pacing calls to this Xero organisation ({exc.reason} limit); it carries "
@@ -464,13 +581,22 @@ class XeroClient:
                 problem=exc.reason,
                 retry_at=exc.retry_at,
             ) from None
+        try:
+            yield
+        finally:
+            permit_context.__exit__(None, None, None)
+            # The limiter's durable memory of this organisation's latest call (kept in
+            # PostgreSQL by the caller) is the release time on the limiter's own clock.
+            if permit.released_at is not None:
+                self._last_call_at = permit.released_at
+                if self._on_released is not None:
+                    self._on_released(permit.released_at)
 
     def call(self, operation: str, method_name: str, *, wrote: bool, **kwargs: Any) -> Any:
         """Run one SDK accounting method; returns its deserialised result."""
         method = getattr(self._api, method_name)
         with self._permit():
             self.calls += 1
-            self._last_call_at = time.time()
             try:
                 data, _status, headers = method(
                     self.tenant_id,
@@ -557,6 +683,281 @@ class XeroClient:
             for row in result.tax_rates or []
         ]
 
+    # Manual journals --------------------------------------------------------------------------
+
+    def manual_journal_create(
+        self,
+        *,
+        narration: str,
+        date: Any,
+        lines: list[JournalLine],
+        idempotency_key: str,
+        status: str = "POSTED",
+    ) -> ManualJournal:
+        """PUT /ManualJournals with one journal; raises XeroPermanentError with Xero's messages."""
+        body = SdkManualJournals(
+            manual_journals=[
+                SdkManualJournal(
+                    narration=narration,
+                    date=date,
+                    status=status,
+                    line_amount_types=LineAmountTypes.NOTAX,
+                    show_on_cash_basis_reports=False,
+                    journal_lines=[
+                        SdkManualJournalLine(
+                            line_amount=line.line_amount,
+                            account_code=line.account_code,
+                            description=line.description or narration,
+                        )
+                        for line in lines
+                    ],
+                )
+            ]
+        )
+        result = self.call(
+            "PUT /ManualJournals",
+            "create_manual_journals",
+            wrote=True,
+            manual_journals=body,
+            summarize_errors=False,
+            idempotency_key=idempotency_key,
+        )
+        row = result.manual_journals[0]
+        messages = [str(e.message) for e in (row.validation_errors or []) if e.message]
+        if messages or _enum(row.status_attribute_string) == "ERROR":
+            raise XeroPermanentError(
+                "; ".join(messages) or "Xero refused the manual journal.",
+                status=200,
+                elements=[ElementErrors(index=0, messages=messages)],
+                detail={"validation_errors": messages},
+            )
+        return _manual_journal(row)
+
+    def manual_journals_find(self, *, narration_contains: str) -> list[ManualJournal]:
+        """Journals whose narration contains the text. BMS puts its journal's identity there,
+        because manual journals have no business key in Xero (reliability-notes.md §1.3)."""
+        escaped = narration_contains.replace('"', '\\"')
+        found: list[ManualJournal] = []
+        page = 1
+        while True:
+            result = self.call(
+                "GET /ManualJournals",
+                "get_manual_journals",
+                wrote=False,
+                where=f'Narration.Contains("{escaped}")',
+                page=page,
+            )
+            rows = result.manual_journals or []
+            found += [_manual_journal(row) for row in rows]
+            if len(rows) < 100:
+                return found
+            page += 1
+
+    # Contacts ---------------------------------------------------------------------------------
+
+    def contacts_create(
+        self, *, contacts: list[ContactData], idempotency_key: str
+    ) -> list[ContactResult]:
+        """PUT /Contacts (create only: an existing name is an error, never a silent merge)."""
+        result = self.call(
+            "PUT /Contacts",
+            "create_contacts",
+            wrote=True,
+            contacts=SdkContacts(contacts=[_sdk_contact(c) for c in contacts]),
+            summarize_errors=False,
+            idempotency_key=idempotency_key,
+        )
+        return [_contact_result(row) for row in result.contacts or []]
+
+    def contacts_update(
+        self, *, contacts: list[ContactData], idempotency_key: str
+    ) -> list[ContactResult]:
+        """POST /Contacts where every element carries its ContactID (update only)."""
+        if any(not c.contact_id for c in contacts):
+            raise ValueError("contacts_update needs a ContactID on every contact")
+        result = self.call(
+            "POST /Contacts",
+            "update_or_create_contacts",
+            wrote=True,
+            contacts=SdkContacts(contacts=[_sdk_contact(c) for c in contacts]),
+            summarize_errors=False,
+            idempotency_key=idempotency_key,
+        )
+        return [_contact_result(row) for row in result.contacts or []]
+
+    # Reads of contacts, invoices and payments ------------------------------------------------
+
+    def contacts_get(
+        self,
+        *,
+        ids: list[str] | None = None,
+        where: str | None = None,
+        include_archived: bool = False,
+        page: int | None = None,
+        page_size: int | None = None,
+        if_modified_since: datetime | None = None,
+    ) -> list[XeroContactRecord]:
+        kwargs = _present(
+            i_ds=ids, where=where, page=page, page_size=page_size,
+            if_modified_since=if_modified_since,
+        )  # fmt: skip
+        if include_archived:
+            kwargs["include_archived"] = True
+        result = self.call("GET /Contacts", "get_contacts", wrote=False, **kwargs)
+        return [_contact_record(row) for row in result.contacts or []]
+
+    def invoices_get(
+        self,
+        *,
+        ids: list[str] | None = None,
+        invoice_numbers: list[str] | None = None,
+        statuses: list[str] | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+        if_modified_since: datetime | None = None,
+    ) -> list[XeroInvoiceRecord]:
+        kwargs = _present(
+            i_ds=ids, invoice_numbers=invoice_numbers, statuses=statuses, page=page,
+            page_size=page_size, if_modified_since=if_modified_since,
+        )  # fmt: skip
+        result = self.call("GET /Invoices", "get_invoices", wrote=False, **kwargs)
+        return [_invoice_record(row) for row in result.invoices or []]
+
+    def payments_get(
+        self,
+        *,
+        page: int = 1,
+        page_size: int | None = None,
+        if_modified_since: datetime | None = None,
+        where: str | None = None,
+    ) -> list[XeroPaymentRecord]:
+        kwargs = _present(
+            page=page, page_size=page_size, if_modified_since=if_modified_since, where=where
+        )
+        result = self.call("GET /Payments", "get_payments", wrote=False, **kwargs)
+        return [_payment_record(row) for row in result.payments or []]
+
 
 def _enum(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
+
+
+def _manual_journal(row: Any) -> ManualJournal:
+    return ManualJournal(
+        manual_journal_id=str(row.manual_journal_id or ""),
+        narration=row.narration or "",
+        date=row.date,
+        status=_enum(row.status),
+        lines=[
+            JournalLine(
+                account_code=line.account_code or "",
+                line_amount=Decimal(str(line.line_amount or 0)),
+                description=line.description or "",
+            )
+            for line in row.journal_lines or []
+        ],
+        warnings=[str(w.message) for w in (row.warnings or []) if getattr(w, "message", None)],
+    )
+
+
+def _present(**kwargs: Any) -> dict[str, Any]:
+    """Only the parameters that were given: the SDK sends every keyword it receives."""
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal("0.00")
+
+
+def _contact_record(row: Any) -> XeroContactRecord:
+    return XeroContactRecord(
+        contact_id=str(row.contact_id or ""),
+        name=row.name or "",
+        contact_number=row.contact_number or "",
+        status=_enum(row.contact_status),
+        email=row.email_address or "",
+        tax_number=row.tax_number or "",
+        updated_at=row.updated_date_utc,
+    )
+
+
+def _invoice_record(row: Any) -> XeroInvoiceRecord:
+    return XeroInvoiceRecord(
+        invoice_id=str(row.invoice_id or ""),
+        invoice_number=row.invoice_number or "",
+        status=_enum(row.status),
+        contact_id=str(row.contact.contact_id) if row.contact and row.contact.contact_id else "",
+        currency=_enum(row.currency_code),
+        sub_total=_money(row.sub_total),
+        total_tax=_money(row.total_tax),
+        total=_money(row.total),
+        amount_paid=_money(row.amount_paid),
+        amount_credited=_money(row.amount_credited),
+        amount_due=_money(row.amount_due),
+        updated_at=row.updated_date_utc,
+    )
+
+
+def _payment_record(row: Any) -> XeroPaymentRecord:
+    invoice = row.invoice
+    return XeroPaymentRecord(
+        payment_id=str(row.payment_id or ""),
+        invoice_id=str(invoice.invoice_id) if invoice and invoice.invoice_id else "",
+        invoice_number=(invoice.invoice_number if invoice else "") or "",
+        amount=_money(row.amount),
+        date=row.date,
+        status=_enum(row.status),
+        reference=row.reference or "",
+        updated_at=row.updated_date_utc,
+    )
+
+
+def _sdk_address(kind: str, address: AddressData) -> SdkAddress:
+    return SdkAddress(
+        address_type=kind,
+        address_line1=address.line1 or None,
+        address_line2=address.line2 or None,
+        city=address.city or None,
+        region=address.region or None,
+        postal_code=address.postal_code or None,
+        country=address.country or None,
+    )
+
+
+def _sdk_contact(data: ContactData) -> SdkContact:
+    addresses = []
+    if data.street is not None:
+        addresses.append(_sdk_address("STREET", data.street))
+    if data.postal is not None:
+        addresses.append(_sdk_address("POBOX", data.postal))
+    terms = None
+    if data.terms_type:
+        terms = SdkPaymentTerm(
+            sales=SdkBill(day=data.terms_day or 0, type=PaymentTermType(data.terms_type))
+        )
+    return SdkContact(
+        contact_id=data.contact_id or None,
+        name=data.name,
+        contact_number=data.contact_number or None,
+        email_address=data.email or None,
+        tax_number=data.tax_number or None,
+        account_number=data.account_number or None,
+        default_currency=CurrencyCode(data.currency) if data.currency else None,
+        phones=[SdkPhone(phone_type="DEFAULT", phone_number=data.phone)]
+        if data.phone
+        else None,
+        addresses=addresses or None,
+        payment_terms=terms,
+    )
+
+
+def _contact_result(row: Any) -> ContactResult:
+    contact_id = str(row.contact_id) if row.contact_id else None
+    errors = [str(e.message) for e in (row.validation_errors or []) if e.message]
+    return ContactResult(
+        contact_id=None if contact_id in (None, ZERO_GUID) or errors else contact_id,
+        name=row.name or "",
+        contact_number=row.contact_number or "",
+        status=_enum(row.contact_status),
+        errors=errors,
+    )

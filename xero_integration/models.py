@@ -176,14 +176,16 @@ class XeroRequest(models.Model):
     members = models.JSONField(default=list)
     created_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=20, blank=True)  # "", ok, error, unknown
+    # "" not sent yet; ok / error: Xero answered; unknown: the reply was lost, so Xero may have
+    # applied it; superseded: an unknown outcome later settled by a look-up and a new key.
+    outcome = models.CharField(max_length=20, blank=True)
     response_status = models.IntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["connection", "created_at"], name="xero_request_conn_time")]
         constraints = [
             models.CheckConstraint(
-                condition=Q(outcome__in=["", "ok", "error", "unknown"]),
+                condition=Q(outcome__in=["", "ok", "error", "unknown", "superseded"]),
                 name="xero_request_outcome",
             ),
         ]
@@ -219,3 +221,49 @@ class XeroRecordLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.content_type.model} {self.object_id} → {self.xero_id}"
+
+
+class XeroRequestMember(models.Model):
+    """One element of a stored request: which job and record it carries, at which position."""
+
+    request = models.ForeignKey(XeroRequest, on_delete=models.CASCADE, related_name="member_rows")
+    position = models.PositiveIntegerField()
+    job_id = models.BigIntegerField(db_index=True)
+    object_id = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request", "position"], name="xero_request_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}[{self.position}] job {self.job_id}"
+
+
+class SyncDirection(models.TextChoices):
+    EXPORT = "export", "Do not export"
+    IMPORT = "import", "Do not import"
+
+
+class SyncExclusion(models.Model):
+    """"Do not export" / "Do not import" on a customer, invoice or credit note, with the reason."""
+
+    content_type = models.ForeignKey("contenttypes.ContentType", on_delete=models.CASCADE)
+    object_id = models.PositiveBigIntegerField()
+    direction = models.CharField(max_length=10, choices=SyncDirection.choices)
+    reason = models.CharField(max_length=500)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    set_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "direction"], name="sync_exclusion_once"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="sync_exclusion_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()}: {self.reason}"

@@ -393,7 +393,12 @@ def _store_limits(connection_id: int, limits: xero.CallLimits) -> None:
         minute_limit_remaining=limits.minute_remaining,
         app_minute_limit_remaining=limits.app_minute_remaining,
         limits_seen_at=clock.now(),
-        last_call_at=clock.now(),
+    )
+
+
+def _store_last_call(connection_id: int, released_at: float) -> None:
+    XeroConnection.objects.filter(pk=connection_id).update(
+        last_call_at=datetime.fromtimestamp(released_at, tz=UTC)
     )
 
 
@@ -426,6 +431,7 @@ def xero_client_for_connection(*, connection: XeroConnection) -> xero.XeroClient
         limiter=limiter_from_settings(),
         on_limits=partial(_store_limits, connection.pk),
         on_error=partial(_on_error, connection.pk),
+        on_released=partial(_store_last_call, connection.pk),
         last_call_at=connection.last_call_at.timestamp() if connection.last_call_at else None,
     )
 

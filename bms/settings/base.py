@@ -187,3 +187,15 @@ XERO_RATE_LIMIT_PER_MINUTE = env.int("XERO_RATE_LIMIT_PER_MINUTE", default=60)
 XERO_RATE_LIMIT_CONCURRENT = env.int("XERO_RATE_LIMIT_CONCURRENT", default=5)
 XERO_RATE_LIMIT_APP_PER_MINUTE = env.int("XERO_RATE_LIMIT_APP_PER_MINUTE", default=10_000)
 XERO_RATE_LIMIT_WINDOW_SECONDS = env.float("XERO_RATE_LIMIT_WINDOW_SECONDS", default=60.0)
+# Deep links for "View in Xero". The demo points them at the sandbox's own pages.
+XERO_CONTACT_URL_TEMPLATE = env(
+    "XERO_CONTACT_URL_TEMPLATE", default="https://go.xero.com/Contacts/View/{contact_id}"
+)
+XERO_INVOICE_URL_TEMPLATE = env(
+    "XERO_INVOICE_URL_TEMPLATE",
+    default="https://go.xero.com/AccountsReceivable/View.aspx?InvoiceID={invoice_id}",
+)
+XERO_JOURNAL_URL_TEMPLATE = env(
+    "XERO_JOURNAL_URL_TEMPLATE",
+    default="https://go.xero.com/Journal/View.aspx?invoiceID={journal_id}",
+)

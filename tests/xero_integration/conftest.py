@@ -8,12 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import requests
+from xero_python.accounting import Contact, Contacts
 from django.test import Client
 from django.urls import reverse
 
 from billing.models import Entity
 from bms import clock
-from xero_sandbox.seed import DEMO_NZ_TENANT_ID, DEMO_UK_TENANT_ID
+from xero_sandbox.seed import DEMO_NZ_TENANT_ID, DEMO_REDIRECT_URIS, DEMO_UK_TENANT_ID
 from tests.conftest import IN_CI
 from xero_sandbox.testing import SandboxHandle
 
@@ -30,6 +31,14 @@ class XeroEnv:
         """Move BMS's clock and Xero's together."""
         clock.advance(seconds=seconds)
         self.sandbox.clock.advance(seconds)
+
+    def create_contact_in_xero(self, name: str, tenant_id: str | None = None) -> str:
+        """Play a Xero user adding a contact by hand; returns its ContactID."""
+        sdk = self.sandbox.client()
+        result = sdk.accounting.create_contacts(
+            tenant_id or self.nz_tenant_id, Contacts(contacts=[Contact(name=name)])
+        )
+        return str(result.contacts[0].contact_id)
 
     def consent(self, authorize_url: str, *, tenant_ids: list[str] | None, allow: bool = True) -> str:
         """Play the user on Xero's consent page; returns the callback URL Xero redirects to."""
@@ -74,5 +83,5 @@ def xero_env(sandbox: SandboxHandle, settings: Any, redis_url: str) -> Iterator[
     for name in ("XERO_API_BASE", "XERO_IDENTITY_BASE", "XERO_LOGIN_BASE"):
         setattr(settings, name, sandbox.url)
     settings.XERO_REDIRECT_URI = CALLBACK
-    sandbox.configure_app(redirect_uris=[CALLBACK])
+    sandbox.configure_app(redirect_uris=[*DEMO_REDIRECT_URIS, CALLBACK])
     yield XeroEnv(sandbox=sandbox)

@@ -155,3 +155,44 @@ def test_tokens_never_appear_in_log_lines(entity, xero_env, caplog):
         xero_client_for_entity(entity=entity).organisation_get()
     assert caplog.records
     assert all(token not in record.getMessage() for record in caplog.records)
+
+
+def test_manual_journal_create_and_find_by_narration(entity, xero_env):
+    from datetime import date
+    from decimal import Decimal
+
+    api = xero_client_for_entity(entity=entity)
+    created = api.manual_journal_create(
+        narration="Cost of sales 2026-11-20 [bms-journal:7]",
+        date=date(2026, 11, 20),
+        lines=[
+            xero.JournalLine(account_code="310", line_amount=Decimal("12.50")),
+            xero.JournalLine(account_code="640", line_amount=Decimal("-12.50")),
+        ],
+        idempotency_key="bms-test-journal-7",
+    )
+    assert created.status == "POSTED"
+    found = api.manual_journals_find(narration_contains="[bms-journal:7]")
+    assert [j.manual_journal_id for j in found] == [created.manual_journal_id]
+    assert [(line.account_code, line.line_amount) for line in found[0].lines] == [
+        ("310", Decimal("12.50")),
+        ("640", Decimal("-12.50")),
+    ]
+
+
+def test_an_unbalanced_manual_journal_is_refused_with_xeros_message(entity, xero_env):
+    from datetime import date
+    from decimal import Decimal
+
+    api = xero_client_for_entity(entity=entity)
+    with pytest.raises(xero.XeroPermanentError) as exc:
+        api.manual_journal_create(
+            narration="Unbalanced [bms-journal:8]",
+            date=date(2026, 11, 20),
+            lines=[
+                xero.JournalLine(account_code="310", line_amount=Decimal("100.00")),
+                xero.JournalLine(account_code="640", line_amount=Decimal("-10.00")),
+            ],
+            idempotency_key="bms-test-journal-8",
+        )
+    assert exc.value.messages == ["The total debits (100.00) must equal total credits (-10.00)"]
