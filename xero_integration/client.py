@@ -19,6 +19,7 @@ whose reply was lost (xero-api-notes.md §12.10), which must be the job engine's
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import time
@@ -26,13 +27,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from datetime import date as date_cls
 from decimal import Decimal
 from typing import Any
 
 import urllib3
 from django.conf import settings
 from xero_python.accounting import AccountingApi, CurrencyCode, LineAmountTypes, PaymentTermType
+from xero_python.accounting import Account as SdkAccount
 from xero_python.accounting import Address as SdkAddress
+from xero_python.accounting import Allocation as SdkAllocation
+from xero_python.accounting import Allocations as SdkAllocations
+from xero_python.accounting import CreditNote as SdkCreditNote
+from xero_python.accounting import CreditNotes as SdkCreditNotes
+from xero_python.accounting import Invoice as SdkInvoice
+from xero_python.accounting import Invoices as SdkInvoices
+from xero_python.accounting import LineItem as SdkLineItem
+from xero_python.accounting import Payment as SdkPayment
 from xero_python.accounting import Bill as SdkBill
 from xero_python.accounting import Contact as SdkContact
 from xero_python.accounting import Contacts as SdkContacts
@@ -251,6 +262,71 @@ class ContactResult:
 
 
 @dataclass(frozen=True)
+class LineData:
+    description: str
+    quantity: Decimal
+    unit_amount: Decimal
+    account_code: str
+    tax_type: str
+    discount_rate: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class DocumentData:
+    """An ACCREC invoice or ACCRECCREDIT credit note as BMS sends it; stored as JSON before the
+    request goes out (to_json/from_json), so a retry re-sends exactly the same body."""
+
+    xero_id: str | None
+    contact_id: str
+    number: str
+    reference: str
+    date: str  # ISO date
+    due_date: str | None
+    currency: str
+    line_amount_type: str
+    status: str
+    lines: list[LineData]
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for line in data["lines"]:
+            for key in ("quantity", "unit_amount", "discount_rate"):
+                if line[key] is not None:
+                    line[key] = str(line[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentData:
+        values = dict(data)
+        values["lines"] = [
+            LineData(
+                **{
+                    **line,
+                    "quantity": Decimal(line["quantity"]),
+                    "unit_amount": Decimal(line["unit_amount"]),
+                    "discount_rate": Decimal(line["discount_rate"])
+                    if line["discount_rate"] is not None
+                    else None,
+                }
+            )
+            for line in data["lines"]
+        ]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    """One element of an invoice or credit note write, in request order."""
+
+    xero_id: str | None  # None when Xero created nothing (zero GUID)
+    number: str
+    status: str
+    total: Decimal
+    amount_due: Decimal
+    errors: list[str]
+
+
+@dataclass(frozen=True)
 class XeroContactRecord:
     contact_id: str
     name: str
@@ -259,6 +335,8 @@ class XeroContactRecord:
     email: str
     tax_number: str
     updated_at: Any
+    is_customer: bool = False
+    is_supplier: bool = False
 
 
 @dataclass(frozen=True)
@@ -785,6 +863,116 @@ class XeroClient:
         )
         return [_contact_result(row) for row in result.contacts or []]
 
+    # Invoices and credit notes ----------------------------------------------------------------
+
+    def invoices_create(
+        self, *, invoices: list[DocumentData], idempotency_key: str
+    ) -> list[DocumentResult]:
+        """PUT /Invoices (create only: an existing ACCREC number is refused, never overwritten)."""
+        result = self.call(
+            "PUT /Invoices",
+            "create_invoices",
+            wrote=True,
+            invoices=SdkInvoices(invoices=[_sdk_invoice(d) for d in invoices]),
+            summarize_errors=False,
+            unitdp=4,
+            idempotency_key=idempotency_key,
+        )
+        return [_invoice_result(row) for row in result.invoices or []]
+
+    def invoices_update(
+        self, *, invoices: list[DocumentData], idempotency_key: str
+    ) -> list[DocumentResult]:
+        """POST /Invoices where every element carries its InvoiceID (update only)."""
+        if any(not d.xero_id for d in invoices):
+            raise ValueError("invoices_update needs an InvoiceID on every invoice")
+        result = self.call(
+            "POST /Invoices",
+            "update_or_create_invoices",
+            wrote=True,
+            invoices=SdkInvoices(invoices=[_sdk_invoice(d) for d in invoices]),
+            summarize_errors=False,
+            unitdp=4,
+            idempotency_key=idempotency_key,
+        )
+        return [_invoice_result(row) for row in result.invoices or []]
+
+    def credit_notes_create(
+        self, *, credit_notes: list[DocumentData], idempotency_key: str
+    ) -> list[DocumentResult]:
+        result = self.call(
+            "PUT /CreditNotes",
+            "create_credit_notes",
+            wrote=True,
+            credit_notes=SdkCreditNotes(credit_notes=[_sdk_credit_note(d) for d in credit_notes]),
+            summarize_errors=False,
+            unitdp=4,
+            idempotency_key=idempotency_key,
+        )
+        return [_credit_note_result(row) for row in result.credit_notes or []]
+
+    def credit_notes_get(self, *, where: str) -> list[DocumentResult]:
+        result = self.call("GET /CreditNotes", "get_credit_notes", wrote=False, where=where)
+        return [_credit_note_result(row) for row in result.credit_notes or []]
+
+    def credit_note_allocate(
+        self, *, credit_note_id: str, invoice_id: str, amount: Decimal, date: Any,
+        idempotency_key: str,
+    ) -> None:
+        result = self.call(
+            "PUT /CreditNotes/{id}/Allocations",
+            "create_credit_note_allocation",
+            wrote=True,
+            credit_note_id=credit_note_id,
+            allocations=SdkAllocations(
+                allocations=[
+                    SdkAllocation(
+                        invoice=SdkInvoice(invoice_id=invoice_id), amount=amount, date=date
+                    )
+                ]
+            ),
+            summarize_errors=False,
+            idempotency_key=idempotency_key,
+        )
+        rows = result.allocations or []
+        errors = [str(e.message) for row in rows for e in (row.validation_errors or []) if e.message]
+        if errors:
+            raise XeroPermanentError(
+                "; ".join(errors), status=200,
+                elements=[ElementErrors(index=0, messages=errors)],
+                detail={"validation_errors": errors},
+            )  # fmt: skip
+
+    # Payments ---------------------------------------------------------------------------------
+
+    def payment_create(
+        self, *, invoice_id: str, account_code: str, amount: Decimal, date: Any, reference: str,
+        idempotency_key: str,
+    ) -> XeroPaymentRecord:
+        """PUT /Payments for one payment against an ACCREC invoice."""
+        result = self.call(
+            "PUT /Payments",
+            "create_payment",
+            wrote=True,
+            payment=SdkPayment(
+                invoice=SdkInvoice(invoice_id=invoice_id),
+                account=SdkAccount(code=account_code),
+                amount=amount,
+                date=date,
+                reference=reference or None,
+            ),
+            idempotency_key=idempotency_key,
+        )
+        row = result.payments[0]
+        errors = [str(e.message) for e in (row.validation_errors or []) if e.message]
+        if errors:
+            raise XeroPermanentError(
+                "; ".join(errors), status=200,
+                elements=[ElementErrors(index=0, messages=errors)],
+                detail={"validation_errors": errors},
+            )  # fmt: skip
+        return _payment_record(row)
+
     # Reads of contacts, invoices and payments ------------------------------------------------
 
     def contacts_get(
@@ -878,6 +1066,8 @@ def _contact_record(row: Any) -> XeroContactRecord:
         email=row.email_address or "",
         tax_number=row.tax_number or "",
         updated_at=row.updated_date_utc,
+        is_customer=bool(row.is_customer),
+        is_supplier=bool(row.is_supplier),
     )
 
 
@@ -961,3 +1151,70 @@ def _contact_result(row: Any) -> ContactResult:
         status=_enum(row.contact_status),
         errors=errors,
     )
+
+
+def _sdk_line(line: LineData) -> SdkLineItem:
+    return SdkLineItem(
+        description=line.description,
+        quantity=line.quantity,
+        unit_amount=line.unit_amount,
+        account_code=line.account_code,
+        tax_type=line.tax_type,
+        discount_rate=line.discount_rate if line.discount_rate else None,
+    )
+
+
+def _date(value: str | None) -> Any:
+    return date_cls.fromisoformat(value) if value else None
+
+
+def _sdk_invoice(data: DocumentData) -> SdkInvoice:
+    return SdkInvoice(
+        type="ACCREC",
+        invoice_id=data.xero_id or None,
+        contact=SdkContact(contact_id=data.contact_id),
+        invoice_number=data.number,
+        reference=data.reference or None,
+        date=_date(data.date),
+        due_date=_date(data.due_date),
+        currency_code=CurrencyCode(data.currency),
+        line_amount_types=LineAmountTypes(data.line_amount_type),
+        status=data.status,
+        line_items=[_sdk_line(line) for line in data.lines],
+    )
+
+
+def _sdk_credit_note(data: DocumentData) -> SdkCreditNote:
+    return SdkCreditNote(
+        type="ACCRECCREDIT",
+        credit_note_id=data.xero_id or None,
+        contact=SdkContact(contact_id=data.contact_id),
+        credit_note_number=data.number,
+        reference=data.reference or None,
+        date=_date(data.date),
+        currency_code=CurrencyCode(data.currency),
+        line_amount_types=LineAmountTypes(data.line_amount_type),
+        status=data.status,
+        line_items=[_sdk_line(line) for line in data.lines],
+    )
+
+
+def _document_result(xero_id: Any, number: str | None, row: Any) -> DocumentResult:
+    errors = [str(e.message) for e in (row.validation_errors or []) if e.message]
+    ident = str(xero_id) if xero_id else None
+    return DocumentResult(
+        xero_id=None if ident in (None, ZERO_GUID) or errors else ident,
+        number=number or "",
+        status=_enum(row.status),
+        total=_money(row.total),
+        amount_due=_money(getattr(row, "amount_due", None) or getattr(row, "remaining_credit", None)),
+        errors=errors,
+    )
+
+
+def _invoice_result(row: Any) -> DocumentResult:
+    return _document_result(row.invoice_id, row.invoice_number, row)
+
+
+def _credit_note_result(row: Any) -> DocumentResult:
+    return _document_result(row.credit_note_id, row.credit_note_number, row)

@@ -45,6 +45,7 @@ from xero_integration.requests import (
     xero_request_mark,
     xero_request_members,
     xero_request_record,
+    xero_request_send,
     xero_requests_unsettled,
 )
 from xero_integration.services import xero_client_for_entity
@@ -213,28 +214,22 @@ class _Batch:
         return self.send_stored(request, items)
 
     def send_stored(self, request: Any, items: list[_Pending]) -> list[xero.ContactResult] | None:
-        data = [xero.ContactData.from_json(element) for element in request.body]
         method = (
             self.api.contacts_create
             if request.operation == "PUT /Contacts"
             else self.api.contacts_update
         )
+
+        def send(body: list[dict[str, Any]], key: str) -> list[xero.ContactResult]:
+            contacts = [xero.ContactData.from_json(element) for element in body]
+            return method(contacts=contacts, idempotency_key=key)
+
         try:
-            results = method(contacts=data, idempotency_key=request.idempotency_key)
-        except xero.XeroTransientError as exc:
-            xero_request_mark(
-                request=request, outcome="unknown" if exc.outcome_unknown else "error"
-            )
-            for item in items:
-                self.outcomes[item.job.pk] = exc
-            return None
+            return xero_request_send(request=request, send=send)
         except JobError as exc:
-            xero_request_mark(request=request, outcome="error")
             for item in items:
                 self.outcomes[item.job.pk] = exc
             return None
-        xero_request_mark(request=request, outcome="ok", status=200)
-        return results
 
     # Element outcomes ----------------------------------------------------------------------
 

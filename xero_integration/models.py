@@ -79,6 +79,10 @@ class XeroConnection(models.Model):
     paused_until = models.DateTimeField(null=True, blank=True)
     last_call_at = models.DateTimeField(null=True, blank=True)
     accounts_pulled_at = models.DateTimeField(null=True, blank=True)
+    period_lock_date = models.DateField(null=True, blank=True)
+    # Payments pull cursor: the newest UpdatedDateUTC seen, advanced only after a full pull.
+    payments_high_water_mark = models.DateTimeField(null=True, blank=True)
+    payments_pulled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["tenant_name"]
@@ -267,3 +271,43 @@ class SyncExclusion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()}: {self.reason}"
+
+
+class XeroWebhookEvent(models.Model):
+    """A webhook event from Xero, stored once (Xero retries deliveries) and handled by a job."""
+
+    tenant_id = models.CharField(max_length=36)
+    resource_id = models.CharField(max_length=36)
+    event_category = models.CharField(max_length=20)
+    event_type = models.CharField(max_length=20)
+    event_date = models.DateTimeField()
+    received_at = models.DateTimeField()
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handler_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "resource_id", "event_category", "event_type", "event_date"],
+                name="xero_webhook_event_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_category} {self.event_type} {self.resource_id}"
+
+
+class PaymentAccountMapping(models.Model):
+    """The bank account a BMS payment method goes into in the entity's Xero organisation."""
+
+    entity = models.ForeignKey("billing.Entity", on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=20)
+    account_code = models.CharField(max_length=10)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entity", "method"], name="payment_account_per_method"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.method} → {self.account_code}"

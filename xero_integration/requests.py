@@ -13,16 +13,19 @@ its fixed members, the jobs whose records it carries). It is committed before th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 
+from admin_jobs.errors import JobError, TransientJobError
 from bms import clock
 from xero_integration.models import XeroConnection, XeroRequest, XeroRequestMember
 
 IDEMPOTENCY_WINDOW = timedelta(minutes=5)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,25 @@ def xero_request_is_replayable(request: XeroRequest) -> bool:
 
 def xero_request_members(request: XeroRequest) -> list[XeroRequestMember]:
     return list(request.member_rows.order_by("position"))
+
+
+def xero_request_send(
+    *, request: XeroRequest, send: Callable[[list[dict[str, Any]], str], list[R]]
+) -> list[R]:
+    """Send a stored request with its own key and record how it ended.
+
+    A transient failure whose reply was lost leaves the request "unknown" (the next attempt
+    replays it within the window, or looks its records up after it); any other failure marks it
+    "error". The exception propagates for the caller to record on its jobs.
+    """
+    try:
+        results = send(request.body, request.idempotency_key)
+    except TransientJobError as exc:
+        unknown = bool(getattr(exc, "outcome_unknown", False))
+        xero_request_mark(request=request, outcome="unknown" if unknown else "error")
+        raise
+    except JobError:
+        xero_request_mark(request=request, outcome="error")
+        raise
+    xero_request_mark(request=request, outcome="ok", status=200)
+    return results

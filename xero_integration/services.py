@@ -502,6 +502,7 @@ def xero_accounts_pull(*, connection: XeroConnection) -> tuple[int, int]:
             tenant_name=organisation.name or connection.tenant_name,
             base_currency=organisation.base_currency,
             short_code=organisation.short_code,
+            period_lock_date=organisation.period_lock_date,
             accounts_pulled_at=now,
         )
     return len(accounts), len(tax_rates)

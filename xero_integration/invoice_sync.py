@@ -1,0 +1,594 @@
+"""Released BMS invoices and credit notes as Xero ACCREC invoices and ACCRECCREDIT credit notes.
+
+Ordering: an invoice's push waits for its customer's contact push; a credit note's push waits for
+the pushes of the invoices it is allocated to. Idempotency: the invoice number is Xero's unique
+business key for ACCREC (xero-api-notes.md §8), so after an unknown outcome past the 6-minute
+idempotency window the invoice is looked up by number before it is created again; within the
+window the stored request is replayed with its own key (xero_integration/requests.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.db.models import Model
+
+from admin_jobs.errors import JobError, JobSkipped, PermanentJobError
+from admin_jobs.handlers import JobSuccess, Outcome
+from admin_jobs.models import (
+    UNFINISHED_STATES,
+    BackgroundJob,
+    JobDirection,
+    JobKind,
+    JobTrigger,
+)
+from admin_jobs.services import job_enqueue
+from billing.models import CreditNote, Customer, DocumentStatus, Invoice
+from bms import clock
+from xero_integration import client as xero
+from xero_integration.contact_sync import customer_push_enqueue
+from xero_integration.models import (
+    SyncDirection,
+    SyncExclusion,
+    XeroAccount,
+    XeroConnection,
+    XeroEntityLink,
+    XeroRecordLink,
+    XeroRequest,
+    XeroTaxRate,
+)
+from xero_integration.requests import (
+    Member,
+    xero_request_is_replayable,
+    xero_request_mark,
+    xero_request_members,
+    xero_request_record,
+    xero_request_send,
+    xero_requests_unsettled,
+)
+from xero_integration.services import xero_client_for_entity
+
+logger = logging.getLogger(__name__)
+
+NUMBER_TAKEN = "must be unique"
+ALLOCATED = "has a payment or credit note allocated"
+UNIT = Decimal("0.0001")
+
+
+def invoice_url(*, tenant_id: str, invoice_id: str) -> str:
+    return str(settings.XERO_INVOICE_URL_TEMPLATE).format(
+        tenant_id=tenant_id, invoice_id=invoice_id
+    )
+
+
+def _link(obj: Model) -> XeroRecordLink | None:
+    return XeroRecordLink.objects.filter(
+        content_type=ContentType.objects.get_for_model(obj), object_id=obj.pk
+    ).first()
+
+
+def _excluded(obj: Model) -> str | None:
+    row = SyncExclusion.objects.filter(
+        content_type=ContentType.objects.get_for_model(obj),
+        object_id=obj.pk,
+        direction=SyncDirection.EXPORT,
+    ).first()
+    return row.reason if row else None
+
+
+def _entity_connected(entity_id: int) -> bool:
+    return XeroEntityLink.objects.filter(entity_id=entity_id).exists()
+
+
+# --- Enqueueing ---------------------------------------------------------------------------------
+
+
+def _contact_job_for(customer: Customer, user: AbstractBaseUser | None) -> BackgroundJob | None:
+    """The contact push an invoice must wait for: the customer's unfinished push, or a new one
+    when the customer has never been synced."""
+    unfinished = (
+        BackgroundJob.objects.filter(
+            kind=JobKind.PUSH_CONTACT,
+            target_content_type=ContentType.objects.get_for_model(Customer),
+            target_object_id=customer.pk,
+            state__in=UNFINISHED_STATES,
+        )
+        .order_by("-pk")
+        .first()
+    )
+    if unfinished is not None:
+        return unfinished
+    if _link(customer) is None and _excluded(customer) is None:
+        return customer_push_enqueue(
+            customer=customer, triggered_by=JobTrigger.DEPENDENCY, user=user
+        )
+    return None
+
+
+def invoice_push_enqueue(
+    *,
+    invoice: Invoice,
+    triggered_by: str = JobTrigger.USER,
+    user: AbstractBaseUser | None = None,
+) -> BackgroundJob | None:
+    """Queue the invoice's push (after its customer's contact push when needed). Returns None
+    when the entity is not connected to Xero."""
+    if not _entity_connected(invoice.entity_id):
+        return None
+    with transaction.atomic():
+        depends_on = _contact_job_for(invoice.customer, user)
+        return job_enqueue(
+            kind=JobKind.PUSH_INVOICE,
+            entity=invoice.entity,
+            target=invoice,
+            description=f"Invoice {invoice.number} — {invoice.customer.name}"[:300],
+            direction=JobDirection.EXPORT,
+            triggered_by=triggered_by,
+            user=user,
+            depends_on=depends_on,
+        )
+
+
+def credit_note_push_enqueue(
+    *,
+    credit_note: CreditNote,
+    triggered_by: str = JobTrigger.USER,
+    user: AbstractBaseUser | None = None,
+) -> BackgroundJob | None:
+    if not _entity_connected(credit_note.entity_id):
+        return None
+    with transaction.atomic():
+        depends_on = None
+        for allocation in credit_note.allocations.select_related("invoice"):
+            if _link(allocation.invoice) is None:
+                depends_on = invoice_push_enqueue(
+                    invoice=allocation.invoice, triggered_by=JobTrigger.DEPENDENCY, user=user
+                )
+        if depends_on is None:
+            depends_on = _contact_job_for(credit_note.customer, user)
+        return job_enqueue(
+            kind=JobKind.PUSH_CREDIT_NOTE,
+            entity=credit_note.entity,
+            target=credit_note,
+            description=f"Credit note {credit_note.number} — {credit_note.customer.name}"[:300],
+            direction=JobDirection.EXPORT,
+            triggered_by=triggered_by,
+            user=user,
+            depends_on=depends_on,
+        )
+
+
+def invoice_is_transferred(invoice: Invoice) -> bool:
+    """Whether the invoice is in Xero (for "lock invoices when transferred")."""
+    return _link(invoice) is not None
+
+
+# --- Building what is sent ---------------------------------------------------------------------
+
+
+def _line_description(line: Any, *, entity: Any) -> str:
+    if line.product_id is None or entity.sync_item_descriptions:
+        return str(line.description)
+    return str(line.product.name)
+
+
+def invoice_document_data(*, invoice: Invoice, contact_id: str, xero_id: str | None) -> xero.DocumentData:
+    status = "VOIDED" if invoice.status == DocumentStatus.VOID else invoice.entity.invoice_push_status
+    return xero.DocumentData(
+        xero_id=xero_id,
+        contact_id=contact_id,
+        number=invoice.number,
+        reference=invoice.reference,
+        date=invoice.issue_date.isoformat(),
+        due_date=invoice.due_date.isoformat(),
+        currency=invoice.currency,
+        line_amount_type=invoice.line_amount_type,
+        status=status,
+        lines=[
+            xero.LineData(
+                description=_line_description(line, entity=invoice.entity),
+                quantity=line.quantity,
+                unit_amount=line.unit_price,
+                account_code=line.account.code if line.account else "",
+                tax_type=line.tax_rate.xero_tax_type if line.tax_rate else "",
+                discount_rate=line.discount_rate or None,
+            )
+            for line in invoice.lines.all()
+        ],
+    )
+
+
+def credit_note_document_data(
+    *, credit_note: CreditNote, contact_id: str, xero_id: str | None
+) -> xero.DocumentData:
+    lines = []
+    for line in credit_note.lines.all():
+        # Xero allows no discounts on credit notes (xero-api-notes.md §11): fold the discount
+        # into the unit amount, at the 4 decimals unitdp=4 allows.
+        unit = line.unit_price
+        if line.discount_rate:
+            unit = (unit * (100 - line.discount_rate) / 100).quantize(UNIT, ROUND_HALF_UP)
+        lines.append(
+            xero.LineData(
+                description=_line_description(line, entity=credit_note.entity),
+                quantity=line.quantity,
+                unit_amount=unit,
+                account_code=line.account.code if line.account else "",
+                tax_type=line.tax_rate.xero_tax_type if line.tax_rate else "",
+            )
+        )
+    return xero.DocumentData(
+        xero_id=xero_id,
+        contact_id=contact_id,
+        number=credit_note.number,
+        reference=credit_note.reference,
+        date=credit_note.issue_date.isoformat(),
+        due_date=None,
+        currency=credit_note.currency,
+        line_amount_type=credit_note.line_amount_type,
+        status="AUTHORISED",
+        lines=lines,
+    )
+
+
+# --- Pre-push check -----------------------------------------------------------------------------
+
+
+def document_prepush_problems(*, document: Invoice | CreditNote) -> list[str]:
+    """What Xero would reject, in plain words with the fix, checked against what BMS last pulled
+    from the organisation (Admin → Accounts). Shown on the invoice page before the first push."""
+    problems: list[str] = []
+    link = XeroEntityLink.objects.filter(entity_id=document.entity_id).first()
+    if link is None:
+        return [f"{document.entity} is not connected to Xero: connect it in Admin → Integrations."]
+    connection = XeroConnection.objects.filter(tenant_id=link.tenant_id).first()
+    accounts = {a.code: a for a in XeroAccount.objects.filter(connection__tenant_id=link.tenant_id)}
+    tax_types = {
+        t.tax_type: t for t in XeroTaxRate.objects.filter(connection__tenant_id=link.tenant_id)
+    }
+    customer = document.customer
+    if _link(customer) is None and _excluded(customer) is not None:
+        problems.append(
+            f"Held: customer {customer.name} is marked do not export ({_excluded(customer)}); "
+            "clear that on the customer page, or mark this document do not export too."
+        )
+    if customer.is_archived:
+        problems.append(f"Customer {customer.name} is archived in BMS; unarchive it first.")
+    for line in document.lines.select_related("account", "tax_rate"):
+        label = f"Line {line.position}"
+        if line.account is None:
+            problems.append(f"{label} has no account.")
+        elif accounts:
+            found = accounts.get(line.account.code)
+            if found is None:
+                problems.append(
+                    f"Account code {line.account.code} does not exist in Xero's chart of "
+                    "accounts — map it in Admin → Accounts."
+                )
+            elif found.status != "ACTIVE":
+                problems.append(
+                    f"Account code {line.account.code} is archived in Xero — use an active "
+                    "account, or restore it in Xero."
+                )
+        if line.tax_rate is None:
+            problems.append(f"{label} has no tax rate.")
+        elif not line.tax_rate.xero_tax_type:
+            problems.append(
+                f"Tax rate “{line.tax_rate.name}” is not mapped to a Xero tax type — map it in "
+                "Admin → Accounts."
+            )
+        elif tax_types and line.tax_rate.xero_tax_type not in tax_types:
+            problems.append(
+                f"Tax type {line.tax_rate.xero_tax_type} (“{line.tax_rate.name}”) does not exist "
+                "in the Xero organisation — map the tax rate again in Admin → Accounts."
+            )
+    lock = connection.period_lock_date if connection else None
+    if lock is not None and document.issue_date <= lock:
+        problems.append(
+            f"The date {document.issue_date} is on or before Xero's period lock date {lock}: "
+            "change the date, or ask your accountant to move the lock date in Xero."
+        )
+    return list(dict.fromkeys(problems))
+
+
+# --- The push -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Doc:
+    job: BackgroundJob
+    document: Invoice | CreditNote
+    link: XeroRecordLink | None
+    contact_id: str
+
+
+class _Kind:
+    """What differs between invoices and credit notes."""
+
+    def __init__(self, model: type[Invoice] | type[CreditNote]) -> None:
+        self.model = model
+        self.is_invoice = model is Invoice
+        self.noun = "invoice" if self.is_invoice else "credit note"
+        self.create_operation = "PUT /Invoices" if self.is_invoice else "PUT /CreditNotes"
+        self.update_operation = "POST /Invoices"
+
+    def data(self, doc: _Doc, xero_id: str | None) -> xero.DocumentData:
+        if isinstance(doc.document, Invoice):
+            return invoice_document_data(
+                invoice=doc.document, contact_id=doc.contact_id, xero_id=xero_id
+            )
+        return credit_note_document_data(
+            credit_note=doc.document, contact_id=doc.contact_id, xero_id=xero_id
+        )
+
+    def send(self, api: xero.XeroClient, operation: str) -> Any:
+        if operation == "PUT /Invoices":
+            return lambda docs, key: api.invoices_create(invoices=docs, idempotency_key=key)
+        if operation == "POST /Invoices":
+            return lambda docs, key: api.invoices_update(invoices=docs, idempotency_key=key)
+        return lambda docs, key: api.credit_notes_create(credit_notes=docs, idempotency_key=key)
+
+    def find_by_numbers(self, api: xero.XeroClient, numbers: list[str]) -> dict[str, str]:
+        """Number → Xero id of the documents Xero already holds."""
+        if self.is_invoice:
+            return {
+                found.invoice_number: found.invoice_id
+                for found in api.invoices_get(invoice_numbers=numbers)
+                if found.status != "DELETED"
+            }
+        found_ids: dict[str, str] = {}
+        for number in numbers:
+            for row in api.credit_notes_get(where=f'CreditNoteNumber=="{number}"'):
+                if row.xero_id:
+                    found_ids[row.number] = row.xero_id
+        return found_ids
+
+
+class _DocBatch:
+    def __init__(self, kind: _Kind, api: xero.XeroClient, connection: XeroConnection) -> None:
+        self.kind = kind
+        self.api = api
+        self.connection = connection
+        self.content_type = ContentType.objects.get_for_model(kind.model)
+        self.outcomes: dict[int, Outcome] = {}
+
+    def link(self, doc: _Doc, xero_id: str, *, pushed: bool, result: xero.DocumentResult | None) -> None:
+        defaults: dict[str, Any] = {
+            "entity": doc.document.entity,
+            "tenant_id": self.api.tenant_id,
+            "xero_id": xero_id,
+            "xero_number": doc.document.number,
+        }
+        if pushed:
+            defaults.update(
+                last_pushed_at=clock.now(),
+                pushed_version=doc.document.version,
+                pushed_snapshot={"total": str(doc.document.total)}
+                | ({"xero_total": str(result.total)} if result else {}),
+            )
+        doc.link, _ = XeroRecordLink.objects.update_or_create(
+            content_type=self.content_type, object_id=doc.document.pk, defaults=defaults
+        )
+
+    def success(self, doc: _Doc, xero_id: str, **result: Any) -> None:
+        self.outcomes[doc.job.pk] = JobSuccess(
+            result={"xero_id": xero_id, **result},
+            external_url=invoice_url(tenant_id=self.api.tenant_id, invoice_id=xero_id),
+        )
+
+    def send(self, operation: str, docs: list[_Doc], data: list[xero.DocumentData]) -> list[xero.DocumentResult] | None:
+        request = xero_request_record(
+            connection=self.connection,
+            operation=operation,
+            body=[d.to_json() for d in data],
+            members=[Member(job_id=d.job.pk, object_id=d.document.pk) for d in docs],
+        )
+        return self.send_stored(request, docs)
+
+    def send_stored(self, request: XeroRequest, docs: list[_Doc]) -> list[xero.DocumentResult] | None:
+        send = self.kind.send(self.api, request.operation)
+
+        def call(body: list[dict[str, Any]], key: str) -> list[xero.DocumentResult]:
+            return send([xero.DocumentData.from_json(element) for element in body], key)
+
+        try:
+            return xero_request_send(request=request, send=call)
+        except JobError as exc:
+            for doc in docs:
+                self.outcomes[doc.job.pk] = exc
+            return None
+
+    def settled(self, doc: _Doc, result: xero.DocumentResult, *, created: bool) -> None:
+        if result.xero_id:
+            self.link(doc, result.xero_id, pushed=True, result=result)
+            if result.total != doc.document.total and result.status != "VOIDED":
+                self.outcomes[doc.job.pk] = PermanentJobError(
+                    f"Xero's total for {self.kind.noun} {doc.document.number} is {result.total}, "
+                    f"BMS's is {doc.document.total}: check the tax rate mapping and the line "
+                    "amounts type, then sync again.",
+                    detail={"xero_total": str(result.total), "bms_total": str(doc.document.total)},
+                )
+                return
+            self.success(doc, result.xero_id, created=created, xero_status=result.status)
+            return
+        if created and any(NUMBER_TAKEN in m for m in result.errors):
+            found = self.kind.find_by_numbers(self.api, [doc.document.number])
+            if doc.document.number in found:
+                # Ours from an earlier attempt whose reply was lost: adopt it.
+                self.link(doc, found[doc.document.number], pushed=True, result=None)
+                self.success(doc, found[doc.document.number], adopted=True)
+                return
+        if any(ALLOCATED in m for m in result.errors):
+            self.outcomes[doc.job.pk] = PermanentJobError(
+                f"Xero will not change {self.kind.noun} {doc.document.number}: "
+                f"{'; '.join(result.errors)} Correct it in BMS with a credit note and a re-issued "
+                "invoice instead.",
+                detail={"xero_errors": result.errors},
+            )
+            return
+        self.outcomes[doc.job.pk] = PermanentJobError(
+            f"Xero refused {self.kind.noun} {doc.document.number}: {'; '.join(result.errors)}",
+            detail={"xero_errors": result.errors},
+        )
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[CreditNote]) -> dict[int, Outcome]:
+    """Push the jobs' invoices (or credit notes) in batches of ≤ 50, one outcome per job."""
+    kind = _Kind(model)
+    outcomes: dict[int, Outcome] = {}
+    documents = model.objects.select_related("entity", "customer").in_bulk(  # type: ignore[attr-defined]
+        [job.target_object_id for job in jobs if job.target_object_id]
+    )
+    content_type = ContentType.objects.get_for_model(model)
+    customer_type = ContentType.objects.get_for_model(Customer)
+    links = {
+        link.object_id: link
+        for link in XeroRecordLink.objects.filter(content_type=content_type, object_id__in=list(documents))
+    }
+    contact_ids = dict(
+        XeroRecordLink.objects.filter(
+            content_type=customer_type,
+            object_id__in=[d.customer_id for d in documents.values()],
+        ).values_list("object_id", "xero_id")
+    )
+    live: list[_Doc] = []
+    for job in jobs:
+        document = documents.get(job.target_object_id or 0)
+        if document is None:
+            outcomes[job.pk] = JobSkipped(f"The {kind.noun} no longer exists in BMS.")
+            continue
+        reason = _excluded(document)
+        if reason is not None:
+            outcomes[job.pk] = JobSkipped(f"skipped: {reason}")
+            continue
+        if document.status == DocumentStatus.DRAFT:
+            outcomes[job.pk] = JobSkipped(f"{document.number} is a draft; it is pushed once released.")
+            continue
+        link = links.get(document.pk)
+        if document.status == DocumentStatus.VOID and link is None:
+            outcomes[job.pk] = JobSkipped(f"{document.number} was voided before it reached Xero.")
+            continue
+        problems = document_prepush_problems(document=document)
+        contact_id = contact_ids.get(document.customer_id)
+        if contact_id is None:
+            problems.insert(
+                0,
+                f"Sync the customer first: {document.customer.name} is not in Xero yet "
+                "(its contact push has not succeeded).",
+            )
+        if problems:
+            outcomes[job.pk] = PermanentJobError(" ".join(problems), detail={"problems": problems})
+            continue
+        if link is not None and link.pushed_version == document.version:
+            outcomes[job.pk] = JobSkipped(f"{document.number} is already up to date in Xero.")
+            continue
+        assert contact_id is not None
+        live.append(_Doc(job=job, document=document, link=link, contact_id=contact_id))
+    if not live:
+        return outcomes
+
+    entity = live[0].document.entity
+    api = xero_client_for_entity(entity=entity)
+    batch = _DocBatch(kind, api, XeroConnection.objects.get(tenant_id=api.tenant_id))
+    by_job = {doc.job.pk: doc for doc in live}
+
+    # 1. Requests whose reply was lost: replay within the window, else look up by number.
+    unsettled = xero_requests_unsettled(job_ids=list(by_job), operation_prefix="")
+    fresh: list[_Doc] = []
+    to_find: list[_Doc] = []
+    replays: dict[int, XeroRequest] = {}
+    for job_id, doc in by_job.items():
+        request = unsettled.get(job_id)
+        if request is None or request.operation not in (kind.create_operation, kind.update_operation):
+            fresh.append(doc)
+        elif xero_request_is_replayable(request):
+            replays[request.pk] = request
+        else:
+            xero_request_mark(request=request, outcome="superseded")
+            (to_find if doc.link is None else fresh).append(doc)
+    for request in replays.values():
+        members = xero_request_members(request)
+        in_batch = [by_job[m.job_id] for m in members if m.job_id in by_job]
+        results = batch.send_stored(request, in_batch)
+        if results is None:
+            xero_request_mark(request=request, outcome="superseded")
+            continue
+        for member, result in zip(members, results, strict=True):
+            doc = by_job.get(member.job_id)
+            if doc is not None:
+                batch.settled(doc, result, created=request.operation == kind.create_operation)
+    if to_find:
+        found = kind.find_by_numbers(api, [doc.document.number for doc in to_find])
+        for doc in to_find:
+            if doc.document.number in found:
+                batch.link(doc, found[doc.document.number], pushed=False, result=None)
+            fresh.append(doc)
+
+    # 2. Creates (not in Xero yet) and updates (a correction, or a void, of one that is).
+    creates = [doc for doc in fresh if doc.link is None]
+    updates = [doc for doc in fresh if doc.link is not None]
+    for chunk in _chunks(creates, 50):
+        results = batch.send(kind.create_operation, chunk, [kind.data(d, None) for d in chunk])
+        for doc, result in zip(chunk, results or [], strict=False):
+            batch.settled(doc, result, created=True)
+    if not kind.is_invoice and updates:
+        for doc in updates:
+            batch.outcomes[doc.job.pk] = JobSkipped(
+                f"Credit note {doc.document.number} is already in Xero; Xero keeps credit notes "
+                "as they were approved."
+            )
+        updates = []
+    for chunk in _chunks(updates, 50):
+        data = [kind.data(d, d.link.xero_id if d.link else None) for d in chunk]
+        results = batch.send(kind.update_operation, chunk, data)
+        for doc, result in zip(chunk, results or [], strict=False):
+            batch.settled(doc, result, created=False)
+
+    if not kind.is_invoice:
+        for doc in live:
+            if isinstance(batch.outcomes.get(doc.job.pk), JobSuccess) and doc.link is not None:
+                try:
+                    _allocations_push(api, doc)
+                except JobError as exc:
+                    # Only this credit note's job carries the failure; the batch's others stand.
+                    batch.outcomes[doc.job.pk] = exc
+    return {**outcomes, **{k: v for k, v in batch.outcomes.items() if k in by_job}}
+
+
+def _allocations_push(api: xero.XeroClient, doc: _Doc) -> None:
+    """Allocate the credit note to its invoices once, each with a deterministic key."""
+    assert doc.link is not None
+    note = doc.document
+    done = set(doc.link.pushed_snapshot.get("allocations", []))
+    for allocation in note.allocations.select_related("invoice"):  # type: ignore[union-attr]
+        if allocation.pk in done:
+            continue
+        invoice_link = _link(allocation.invoice)
+        if invoice_link is None:
+            raise PermanentJobError(
+                f"Invoice {allocation.invoice.number} is not in Xero yet, so credit note "
+                f"{note.number} cannot be allocated to it: sync the invoice, then this credit note."
+            )
+        api.credit_note_allocate(
+            credit_note_id=doc.link.xero_id,
+            invoice_id=invoice_link.xero_id,
+            amount=allocation.amount,
+            date=allocation.date,
+            idempotency_key=f"bms-allocation-{allocation.pk}",
+        )
+        done.add(allocation.pk)
+        doc.link.pushed_snapshot = {**doc.link.pushed_snapshot, "allocations": sorted(done)}
+        doc.link.save(update_fields=["pushed_snapshot"])

@@ -1,0 +1,1 @@
+"""Job handlers for payments and webhooks (registered from xero_integration/jobs.py)."""
