@@ -39,6 +39,7 @@ from billing.models import (
     TaxRate,
 )
 from bms import clock
+from xero_integration import hooks as xero_hooks
 
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 MAX_UNIT_DECIMALS = 4  # Xero accepts unit prices to 4 decimals with unitdp=4 (notes §8).
@@ -160,6 +161,7 @@ def customer_update(*, customer: Customer, data: dict[str, Any]) -> Customer:
         _customer_validate(locked)
         locked.updated_at = clock.now()
         locked.save()
+        xero_hooks.customer_changed(customer=locked)
     return locked
 
 
@@ -170,6 +172,9 @@ def customer_archive(*, customer: Customer, archived: bool = True) -> Customer:
 
 
 def customer_delete(*, customer: Customer) -> None:
+    refusal = xero_hooks.customer_delete_refusal(customer=customer)
+    if refusal:
+        raise ValidationError(refusal)
     if customer.invoices.exists() or customer.credit_notes.exists():
         raise ValidationError(
             f"{customer.name} has invoices or credit notes, so it cannot be deleted; archive it "
@@ -415,6 +420,9 @@ def invoice_update(
         if locked.status == DocumentStatus.VOID:
             raise ValidationError(f"Invoice {locked.number} is void and cannot be edited.")
         if locked.status == DocumentStatus.RELEASED:
+            refusal = xero_hooks.invoice_edit_refusal(invoice=locked)
+            if refusal:
+                raise ValidationError(refusal)
             if "customer" in data and data["customer"].pk != locked.customer_id:
                 raise ValidationError(
                     {
@@ -466,6 +474,8 @@ def invoice_update(
         locked.updated_at = clock.now()
         locked.save()
         locked.refresh_from_db()
+        if locked.status == DocumentStatus.RELEASED:
+            xero_hooks.invoice_changed(invoice=locked)
     return locked
 
 
@@ -524,6 +534,7 @@ def invoice_release(*, invoice: Invoice, user: AbstractBaseUser | None = None) -
         locked.updated_at = now
         locked.save()
         locked.refresh_from_db()
+        xero_hooks.invoice_released(invoice=locked, user=user)
     return locked
 
 
@@ -546,6 +557,7 @@ def invoice_void(*, invoice: Invoice, user: AbstractBaseUser | None = None) -> I
         locked.updated_at = now
         locked.save()
         locked.refresh_from_db()
+        xero_hooks.invoice_changed(invoice=locked, user=user)
     return locked
 
 
@@ -703,6 +715,7 @@ def credit_note_release(*, credit_note: CreditNote) -> CreditNote:
         locked.updated_at = now
         locked.save()
         locked.refresh_from_db()
+        xero_hooks.credit_note_released(credit_note=locked)
     return locked
 
 
@@ -738,4 +751,5 @@ def credit_note_allocate(
         note.version = F("version") + 1
         note.save()
         invoice_amounts_recalculate(invoice=target)
+        xero_hooks.credit_note_allocated(credit_note=note)
     return allocation

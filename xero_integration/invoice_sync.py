@@ -21,7 +21,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Model
 
-from admin_jobs.errors import JobError, JobSkipped, PermanentJobError
+from admin_jobs.errors import JobError, JobSkipped, PermanentJobError, TransientJobError
 from admin_jobs.handlers import JobSuccess, Outcome
 from admin_jobs.models import (
     UNFINISHED_STATES,
@@ -492,7 +492,11 @@ def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[Cre
         if problems:
             outcomes[job.pk] = PermanentJobError(" ".join(problems), detail={"problems": problems})
             continue
-        if link is not None and link.pushed_version == document.version:
+        if (
+            link is not None
+            and link.pushed_version == document.version
+            and not _allocations_pending(document, link)
+        ):
             outcomes[job.pk] = JobSkipped(f"{document.number} is already up to date in Xero.")
             continue
         assert contact_id is not None
@@ -544,12 +548,8 @@ def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[Cre
         results = batch.send(kind.create_operation, chunk, [kind.data(d, None) for d in chunk])
         for doc, result in zip(chunk, results or [], strict=False):
             batch.settled(doc, result, created=True)
-    if not kind.is_invoice and updates:
-        for doc in updates:
-            batch.outcomes[doc.job.pk] = JobSkipped(
-                f"Credit note {doc.document.number} is already in Xero; Xero keeps credit notes "
-                "as they were approved."
-            )
+    if not kind.is_invoice:
+        # A credit note in Xero stays as approved; what can still change is its allocations.
         updates = []
     for chunk in _chunks(updates, 50):
         data = [kind.data(d, d.link.xero_id if d.link else None) for d in chunk]
@@ -559,28 +559,44 @@ def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[Cre
 
     if not kind.is_invoice:
         for doc in live:
-            if isinstance(batch.outcomes.get(doc.job.pk), JobSuccess) and doc.link is not None:
-                try:
-                    _allocations_push(api, doc)
-                except JobError as exc:
-                    # Only this credit note's job carries the failure; the batch's others stand.
-                    batch.outcomes[doc.job.pk] = exc
+            outcome = batch.outcomes.get(doc.job.pk)
+            if doc.link is None or (outcome is not None and not isinstance(outcome, JobSuccess)):
+                continue
+            try:
+                allocated = _allocations_push(api, doc)
+            except JobError as exc:
+                # Only this credit note's job carries the failure; the batch's others stand.
+                batch.outcomes[doc.job.pk] = exc
+                continue
+            if outcome is None:
+                batch.success(doc, doc.link.xero_id, allocated=allocated)
     return {**outcomes, **{k: v for k, v in batch.outcomes.items() if k in by_job}}
 
 
-def _allocations_push(api: xero.XeroClient, doc: _Doc) -> None:
-    """Allocate the credit note to its invoices once, each with a deterministic key."""
+def _allocations_pending(document: Invoice | CreditNote, link: XeroRecordLink) -> bool:
+    if not isinstance(document, CreditNote):
+        return False
+    done = set(link.pushed_snapshot.get("allocations", []))
+    return any(pk not in done for pk in document.allocations.values_list("pk", flat=True))
+
+
+def _allocations_push(api: xero.XeroClient, doc: _Doc) -> int:
+    """Allocate the credit note to its invoices once each, with a deterministic key; returns
+    how many allocations were made now."""
     assert doc.link is not None
     note = doc.document
     done = set(doc.link.pushed_snapshot.get("allocations", []))
+    made = 0
     for allocation in note.allocations.select_related("invoice"):  # type: ignore[union-attr]
         if allocation.pk in done:
             continue
         invoice_link = _link(allocation.invoice)
         if invoice_link is None:
-            raise PermanentJobError(
+            # Its invoice's push is queued (the allocation queued it): try again shortly.
+            raise TransientJobError(
                 f"Invoice {allocation.invoice.number} is not in Xero yet, so credit note "
-                f"{note.number} cannot be allocated to it: sync the invoice, then this credit note."
+                f"{note.number} waits to be allocated to it.",
+                retry_after=30,
             )
         api.credit_note_allocate(
             credit_note_id=doc.link.xero_id,
@@ -590,5 +606,48 @@ def _allocations_push(api: xero.XeroClient, doc: _Doc) -> None:
             idempotency_key=f"bms-allocation-{allocation.pk}",
         )
         done.add(allocation.pk)
+        made += 1
         doc.link.pushed_snapshot = {**doc.link.pushed_snapshot, "allocations": sorted(done)}
         doc.link.save(update_fields=["pushed_snapshot"])
+    return made
+
+
+# --- Scheduled and bulk pushes ----------------------------------------------------------------
+
+
+def invoices_needing_push(*, entity_id: int) -> list[Invoice]:
+    """Released or voided invoices that are not in Xero, or changed since their last push."""
+    content_type = ContentType.objects.get_for_model(Invoice)
+    pushed = {
+        object_id: version
+        for object_id, version in XeroRecordLink.objects.filter(
+            content_type=content_type, entity_id=entity_id
+        ).values_list("object_id", "pushed_version")
+    }
+    excluded = set(
+        SyncExclusion.objects.filter(
+            content_type=content_type, direction=SyncDirection.EXPORT
+        ).values_list("object_id", flat=True)
+    )
+    candidates = Invoice.objects.filter(
+        entity_id=entity_id, status__in=[DocumentStatus.RELEASED, DocumentStatus.VOID]
+    ).select_related("entity", "customer")
+    return [
+        invoice
+        for invoice in candidates.iterator(chunk_size=2000)
+        if invoice.pk not in excluded
+        and (
+            (invoice.pk not in pushed and invoice.status == DocumentStatus.RELEASED)
+            or (invoice.pk in pushed and pushed[invoice.pk] != invoice.version)
+        )
+    ]
+
+
+def invoices_push_due(*, entity_id: int, triggered_by: str = JobTrigger.SCHEDULE) -> list[int]:
+    """Queue pushes for every invoice that needs one; returns the job ids."""
+    job_ids = []
+    for invoice in invoices_needing_push(entity_id=entity_id):
+        job = invoice_push_enqueue(invoice=invoice, triggered_by=triggered_by)
+        if job is not None:
+            job_ids.append(job.pk)
+    return job_ids

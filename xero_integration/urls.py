@@ -1,6 +1,6 @@
 from django.urls import path
 
-from xero_integration import views
+from xero_integration import views, views_records
 
 app_name = "xero_integration"
 urlpatterns = [
@@ -13,4 +13,19 @@ urlpatterns = [
     path("accounts/", views.accounts, name="accounts"),
     path("connections/<int:connection_id>/pull-accounts/", views.accounts_pull, name="accounts_pull"),
     path("tax-rates/<int:tax_rate_id>/map/", views.tax_rate_mapping, name="tax_rate_map"),
+    path("records/<str:model_key>/<int:pk>/sync/", views_records.record_sync, name="record_sync"),
+    path(
+        "records/<str:model_key>/<int:pk>/unlink/",
+        views_records.record_unlink_view,
+        name="record_unlink",
+    ),
+    path(
+        "records/<str:model_key>/<int:pk>/exclusion/",
+        views_records.record_exclusion,
+        name="record_exclusion",
+    ),
+    path("customers/bulk-sync/", views_records.customers_bulk_sync, name="bulk_sync"),
+    path("customers/bulk-sync/<int:job_id>/", views_records.bulk_progress, name="bulk_progress"),
+    path("customers/import/", views_records.contacts_import, name="import_start"),
+    path("customers/import/<int:job_id>/", views_records.import_review, name="import_review"),
 ]

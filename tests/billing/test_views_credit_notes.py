@@ -23,11 +23,6 @@ pytestmark = pytest.mark.django_db
 ISSUE = date(2026, 11, 10)
 
 
-@pytest.fixture(autouse=True)
-def _no_banners(settings: Any) -> None:
-    # Banner providers belong to other apps; these tests are about the billing pages.
-    settings.BMS_BANNER_PROVIDERS = []
-
 
 @pytest.fixture
 def staff_client(client: Client) -> Client:
@@ -242,7 +237,7 @@ def test_the_detail_page_runs_a_fixed_number_of_queries(
     note = released_note(entity, books, lines=line_count)
     GeneralSettings.objects.get_or_create(pk=1)
 
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(13):
         response = staff_client.get(note.get_absolute_url())
 
     assert response.status_code == 200

@@ -2,6 +2,8 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,8 +14,18 @@ from xero_python.accounting import Contact, Contacts
 from django.test import Client
 from django.urls import reverse
 
-from billing.models import Entity
+from billing.models import AccountType, Entity, Invoice
+from billing.services import LineInput, invoice_create, invoice_release
 from bms import clock
+from tests.billing.factories import (
+    AccountFactory,
+    AdminUserFactory,
+    CustomerFactory,
+    EntityFactory,
+    TaxRateFactory,
+)
+from xero_integration.models import XeroConnection
+from xero_integration.services import xero_accounts_pull
 from xero_sandbox.seed import DEMO_NZ_TENANT_ID, DEMO_REDIRECT_URIS, DEMO_UK_TENANT_ID
 from tests.conftest import IN_CI
 from xero_sandbox.testing import SandboxHandle
@@ -85,3 +97,45 @@ def xero_env(sandbox: SandboxHandle, settings: Any, redis_url: str) -> Iterator[
     settings.XERO_REDIRECT_URI = CALLBACK
     sandbox.configure_app(redirect_uris=[*DEMO_REDIRECT_URIS, CALLBACK])
     yield XeroEnv(sandbox=sandbox)
+
+
+class World:
+    def __init__(self, entity, sales, gst, customer, xero_env):
+        self.entity, self.sales, self.gst = entity, sales, gst
+        self.customer, self.xero_env = customer, xero_env
+
+    def invoice(self, *lines, customer=None, **fields) -> Invoice:
+        lines = lines or (LineInput(description="Beans 1kg", quantity=Decimal("2"),
+                                    unit_price=Decimal("24.50")),)  # fmt: skip
+        lines = [
+            LineInput(**{**line.__dict__, "account_id": line.account_id or self.sales.pk,
+                         "tax_rate_id": line.tax_rate_id or self.gst.pk})
+            for line in lines
+        ]  # fmt: skip
+        invoice = invoice_create(
+            entity=self.entity, customer=customer or self.customer,
+            issue_date=fields.pop("issue_date", date(2026, 11, 20)), lines=lines, **fields,
+        )  # fmt: skip
+        return invoice_release(invoice=invoice)
+
+    def xero_invoices(self):
+        org = self.xero_env.sandbox.org(self.xero_env.nz_tenant_id)
+        return list(org["invoices"].values())
+
+    def xero_invoice(self, number):
+        [found] = [i for i in self.xero_invoices() if i["InvoiceNumber"] == number]
+        return found
+
+
+@pytest.fixture
+def world(client, xero_env):
+    client.force_login(AdminUserFactory())
+    entity = EntityFactory(name="Kiwi Coffee Roasters Ltd", base_currency="NZD",
+                           invoice_prefix="NZ-INV-", credit_note_prefix="NZ-CN-")  # fmt: skip
+    xero_env.connect(client, entity, tenant_ids=[xero_env.nz_tenant_id])
+    xero_accounts_pull(connection=XeroConnection.objects.get())
+    sales = AccountFactory(entity=entity, code="200", name="Sales", type=AccountType.REVENUE)
+    gst = TaxRateFactory(entity=entity, name="15% GST on Income", rate=Decimal("15"),
+                         xero_tax_type="OUTPUT2")  # fmt: skip
+    customer = CustomerFactory(entity=entity, name="Harbour Cafe")
+    return World(entity, sales, gst, customer, xero_env)

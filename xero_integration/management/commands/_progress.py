@@ -1,10 +1,14 @@
-"""Waiting for bulk jobs from a management command, with a progress bar on the terminal."""
+"""Shared by the Xero commands: choosing entities, and waiting for jobs with a progress bar."""
 
 import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from django.core.management.base import CommandError
+
 from admin_jobs.models import BackgroundJob, JobState
+from billing.models import Entity
+from xero_integration.models import XeroEntityLink
 
 FINISHED = {JobState.SUCCEEDED, JobState.FAILED, JobState.SKIPPED, JobState.CANCELLED}
 
@@ -29,3 +33,22 @@ def wait_for_jobs(
             out.write("\n")
             return jobs
         time.sleep(poll)
+
+
+def connected_entities(codes: list[str] | None) -> list[Entity]:
+    connected = Entity.objects.filter(
+        pk__in=XeroEntityLink.objects.filter(connection__isnull=False).values("entity_id")
+    )
+    if not codes:
+        found = list(connected.order_by("code"))
+        if not found:
+            raise CommandError("No entity is connected to Xero (Admin → Integrations).")
+        return found
+    found = list(Entity.objects.filter(code__in=codes).order_by("code"))
+    missing = sorted(set(codes) - {e.code for e in found})
+    if missing:
+        raise CommandError(f"No entity with code {', '.join(missing)}.")
+    unconnected = [e.code for e in found if e not in connected]
+    if unconnected:
+        raise CommandError(f"Not connected to Xero: {', '.join(unconnected)}.")
+    return found

@@ -10,8 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from admin_jobs.models import BackgroundJob, JobState
 from billing.models import Customer, Entity
 from xero_integration.customer_services import customer_sync_status, customers_bulk_sync_start
-from xero_integration.management.commands._progress import wait_for_jobs
-from xero_integration.models import XeroEntityLink
+from xero_integration.management.commands._progress import connected_entities, wait_for_jobs
 
 
 class Command(BaseCommand):
@@ -55,22 +54,7 @@ class Command(BaseCommand):
             raise CommandError(f"{failed.count()} customer push(es) failed; see Background Jobs.")
 
     def _entities(self, codes: list[str] | None) -> list[Entity]:
-        connected = Entity.objects.filter(
-            pk__in=XeroEntityLink.objects.filter(connection__isnull=False).values("entity_id")
-        )
-        if not codes:
-            found = list(connected.order_by("code"))
-            if not found:
-                raise CommandError("No entity is connected to Xero (Admin → Integrations).")
-            return found
-        found = list(Entity.objects.filter(code__in=codes).order_by("code"))
-        missing = sorted(set(codes) - {e.code for e in found})
-        if missing:
-            raise CommandError(f"No entity with code {', '.join(missing)}.")
-        unconnected = [e.code for e in found if e not in connected]
-        if unconnected:
-            raise CommandError(f"Not connected to Xero: {', '.join(unconnected)}.")
-        return found
+        return connected_entities(codes)
 
     def _changed(self, entity: Entity) -> list[int]:
         customers = Customer.objects.filter(entity=entity, is_archived=False)
