@@ -34,6 +34,8 @@ from billing.forms import (
 from billing.models import CreditNote, Customer, DocumentStatus, Entity, Invoice
 from bms import clock
 from core.permissions import staff_required
+from core.selectors import xero_is_enabled
+from xero_integration.selectors import queryset_filter_synced, sync_rows_attach
 
 
 def _page(request: HttpRequest, queryset: QuerySet[Any]) -> Page[Any]:
@@ -61,11 +63,15 @@ def _redirect_to(record: Model) -> HttpResponse:
 def customer_list(request: HttpRequest) -> HttpResponse:
     filter_form = CustomerFilterForm(request.GET)
     filters = filter_form.filters()
-    page = _page(request, selectors.customer_list(filters=filters))
+    synced = request.GET.get("synced", "")
+    customers = queryset_filter_synced(selectors.customer_list(filters=filters), synced)
+    page = _page(request, customers)
+    if xero_is_enabled():
+        sync_rows_attach(objects=list(page.object_list))
     return render(
         request,
         "billing/customer_list.html",
-        {"filter_form": filter_form, "filters": filters, "page": page},
+        {"filter_form": filter_form, "filters": filters, "page": page, "synced": synced},
     )
 
 
@@ -166,11 +172,15 @@ def _entity_chooser(request: HttpRequest, *, title: str) -> HttpResponse:
 def invoice_list(request: HttpRequest) -> HttpResponse:
     filter_form = InvoiceFilterForm(request.GET)
     filters = filter_form.filters()
-    page = _page(request, selectors.invoice_list(filters=filters))
+    synced = request.GET.get("synced", "")
+    invoices = queryset_filter_synced(selectors.invoice_list(filters=filters), synced)
+    page = _page(request, invoices)
+    if xero_is_enabled():
+        sync_rows_attach(objects=list(page.object_list))
     return render(
         request,
         "billing/invoice_list.html",
-        {"filter_form": filter_form, "filters": filters, "page": page},
+        {"filter_form": filter_form, "filters": filters, "page": page, "synced": synced},
     )
 
 

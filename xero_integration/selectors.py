@@ -1,9 +1,18 @@
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Exists, Model, OuterRef, Prefetch, QuerySet
 
-from billing.models import Account, Entity, TaxRate
-from xero_integration.models import XeroAccount, XeroConnection, XeroEntityLink, XeroTaxRate
+from billing.models import Account, Customer, Entity, TaxRate
+from xero_integration.contact_sync import customer_snapshot
+from xero_integration.models import (
+    XeroAccount,
+    XeroConnection,
+    XeroEntityLink,
+    XeroRecordLink,
+    XeroTaxRate,
+)
 
 
 def entity_list_with_connections() -> QuerySet[Entity]:
@@ -71,3 +80,54 @@ def tax_rate_choices(*, entity: Entity) -> list[XeroTaxRate]:
 
 def tax_rates_for_mapping(*, entity: Entity) -> QuerySet[TaxRate]:
     return TaxRate.objects.filter(entity=entity).order_by("name")
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    """The list-page columns of one record: status, Accounting Code (the Xero identifier, empty
+    when not synced), Last Accounting Export / Import dates."""
+
+    colour: str
+    xero_id: str
+    last_export: Any
+    last_import: Any
+
+
+def sync_rows_attach(*, objects: list[Model]) -> None:
+    """Attach `.xero_sync` to each record of one list page with a single query."""
+    if not objects:
+        return
+    content_type = ContentType.objects.get_for_model(type(objects[0]))
+    links = {
+        link.object_id: link
+        for link in XeroRecordLink.objects.filter(
+            content_type=content_type, object_id__in=[obj.pk for obj in objects]
+        )
+    }
+    for obj in objects:
+        link = links.get(obj.pk)
+        if link is None:
+            row = SyncRow(colour="grey", xero_id="", last_export=None, last_import=None)
+        else:
+            changed = (
+                link.pushed_version != getattr(obj, "version", link.pushed_version)
+                if not isinstance(obj, Customer)
+                else bool(link.pushed_snapshot) and link.pushed_snapshot != customer_snapshot(obj)
+            )
+            row = SyncRow(
+                colour="red" if changed else "blue",
+                xero_id=link.xero_id,
+                last_export=link.last_pushed_at,
+                last_import=link.last_pulled_at,
+            )
+        obj.xero_sync = row  # type: ignore[attr-defined]
+
+
+def queryset_filter_synced(queryset: QuerySet[Any], synced: str) -> QuerySet[Any]:
+    """"yes": only records linked to Xero; "no": only records never synced."""
+    if synced not in ("yes", "no"):
+        return queryset
+    linked = XeroRecordLink.objects.filter(
+        content_type=ContentType.objects.get_for_model(queryset.model), object_id=OuterRef("pk")
+    )
+    return queryset.filter(Exists(linked)) if synced == "yes" else queryset.filter(~Exists(linked))

@@ -100,10 +100,24 @@ def record_exclusion(request: HttpRequest, model_key: str, pk: int) -> HttpRespo
 def customers_bulk_sync(request: HttpRequest) -> HttpResponse:
     entities = Entity.objects.filter(xero_link__connection__isnull=False).order_by("name")
     if request.method == "POST":
-        entity = get_object_or_404(Entity, pk=request.POST.get("entity"))
         ids = None if request.POST.get("scope") == "all" else [
             int(value) for value in request.POST.getlist("customer") if value.isdigit()
         ]  # fmt: skip
+        entity_id = request.POST.get("entity") or None
+        if entity_id is None and ids:
+            owners = set(Customer.objects.filter(pk__in=ids).values_list("entity_id", flat=True))
+            if len(owners) != 1:
+                messages.error(
+                    request,
+                    "The selected customers belong to several entities: filter the list by one "
+                    "entity first.",
+                )
+                return redirect("billing:customer_list")
+            entity_id = str(owners.pop())
+        if entity_id is None:
+            messages.error(request, "Choose the customers to sync, or an entity to sync all.")
+            return redirect("billing:customer_list")
+        entity = get_object_or_404(Entity, pk=entity_id)
         try:
             user = request.user if request.user.is_authenticated else None
             job = customers_bulk_sync_start(entity=entity, customer_ids=ids, user=user)  # type: ignore[arg-type]
