@@ -75,7 +75,9 @@ def test_env() -> dict[str, str]:
         if reachable("127.0.0.1", 5432):
             env["DATABASE_URL"] = PG_URL
         elif IN_CI:
-            sys.exit("[dev] CI=true but PostgreSQL does not answer on 127.0.0.1:5432 (DEVELOPERS.md)")
+            sys.exit(
+                "[dev] CI=true but PostgreSQL does not answer on 127.0.0.1:5432 (DEVELOPERS.md)"
+            )
         else:
             say("PostgreSQL is not running: tests marked 'postgres' will be skipped")
     if "BMS_TEST_REDIS_URL" not in env:
@@ -92,7 +94,10 @@ def test_env() -> dict[str, str]:
 def cmd_test(extra: list[str]) -> int:
     install(dev=True)
     env = test_env()
-    say(f"database: {env.get('DATABASE_URL', 'SQLite')}; redis: {env.get('BMS_TEST_REDIS_URL', '-')}")
+    say(
+        f"database: {env.get('DATABASE_URL', 'SQLite')}; "
+        f"redis: {env.get('BMS_TEST_REDIS_URL', '-')}"
+    )
     return subprocess.run([str(PY), "-m", "pytest", *extra], cwd=ROOT, env=env).returncode
 
 
@@ -115,7 +120,9 @@ def cmd_demo(extra: list[str]) -> int:
     env.setdefault("XERO_JOURNAL_URL_TEMPLATE", ui + "/journals")
     for port, what in ((WEB_PORT, "BMS web"), (SANDBOX_PORT, "Xero sandbox")):
         if reachable("127.0.0.1", port):
-            sys.exit(f"[dev] port {port} ({what}) is already in use; stop whatever runs there first")
+            sys.exit(
+                f"[dev] port {port} ({what}) is already in use; stop whatever runs there first"
+            )
     manage = [str(PY), "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True)
     subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True)

@@ -13,8 +13,6 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
-UNIT = {"max_digits": 16, "decimal_places": 4}
 ZERO = Decimal("0.00")
 # SQLite evaluates CHECK arithmetic on decimals in floating point (56.35 − 50 ≠ 6.35 exactly),
 # so sums are checked to within a tenth of a cent; PostgreSQL's numeric is exact either way.
@@ -62,9 +60,7 @@ class Entity(models.Model):
     )
     sync_item_descriptions = models.BooleanField(default=True)
     lock_invoices_when_transferred = models.BooleanField(default=True)
-    journal_hour = models.PositiveSmallIntegerField(
-        default=1, validators=[MaxValueValidator(23)]
-    )
+    journal_hour = models.PositiveSmallIntegerField(default=1, validators=[MaxValueValidator(23)])
 
     class Meta:
         verbose_name_plural = "entities"
@@ -219,8 +215,8 @@ class Product(models.Model):
     entity = models.ForeignKey(Entity, on_delete=models.PROTECT, related_name="products")
     code = models.CharField(max_length=30)
     name = models.CharField(max_length=255)
-    sale_price = models.DecimalField(**UNIT)
-    unit_cost = models.DecimalField(**UNIT)
+    sale_price = models.DecimalField(max_digits=16, decimal_places=4)
+    unit_cost = models.DecimalField(max_digits=16, decimal_places=4)
     revenue_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
     cost_of_sales_account = models.ForeignKey(
         Account, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -283,12 +279,12 @@ class Invoice(models.Model):
         max_length=10, choices=LineAmountType.choices, default=LineAmountType.EXCLUSIVE
     )
     reference = models.CharField(max_length=255, blank=True)
-    subtotal = models.DecimalField(**MONEY, default=ZERO)
-    total_tax = models.DecimalField(**MONEY, default=ZERO)
-    total = models.DecimalField(**MONEY, default=ZERO)
-    amount_paid = models.DecimalField(**MONEY, default=ZERO)
-    amount_credited = models.DecimalField(**MONEY, default=ZERO)
-    amount_due = models.DecimalField(**MONEY, default=ZERO)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    total_tax = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    amount_paid = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    amount_credited = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    amount_due = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     released_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     # Bumped by every change that Xero should see, so the sync knows what it last pushed.
@@ -308,7 +304,9 @@ class Invoice(models.Model):
             models.Index(fields=["entity", "released_at"], name="invoice_entity_released"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(due_date__gte=F("issue_date")), name="invoice_due_after_issue"),
+            models.CheckConstraint(
+                condition=Q(due_date__gte=F("issue_date")), name="invoice_due_after_issue"
+            ),
             models.CheckConstraint(
                 condition=_equals_sum("total", F("subtotal") + F("total_tax")),
                 name="invoice_total_sum",
@@ -343,8 +341,8 @@ class InvoiceLine(models.Model):
         Product, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     description = models.TextField()
-    quantity = models.DecimalField(**UNIT)
-    unit_price = models.DecimalField(**UNIT)
+    quantity = models.DecimalField(max_digits=16, decimal_places=4)
+    unit_price = models.DecimalField(max_digits=16, decimal_places=4)
     discount_rate = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
     account = models.ForeignKey(
         Account, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -352,17 +350,21 @@ class InvoiceLine(models.Model):
     tax_rate = models.ForeignKey(
         TaxRate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    line_amount = models.DecimalField(**MONEY, default=ZERO)
-    tax_amount = models.DecimalField(**MONEY, default=ZERO)
+    line_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    tax_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     # Copied from the product at release so a later cost change never rewrites history.
-    unit_cost = models.DecimalField(**UNIT, null=True, blank=True)
+    unit_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
 
     class Meta:
         ordering = ["invoice", "position"]
         constraints = [
             models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position"),
-            models.CheckConstraint(condition=Q(quantity__gt=0), name="invoice_line_quantity_positive"),
-            models.CheckConstraint(condition=Q(unit_price__gte=0), name="invoice_line_price_positive"),
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="invoice_line_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0), name="invoice_line_price_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(discount_rate__gte=0) & Q(discount_rate__lte=100),
                 name="invoice_line_discount_range",
@@ -386,11 +388,11 @@ class CreditNote(models.Model):
         max_length=10, choices=LineAmountType.choices, default=LineAmountType.EXCLUSIVE
     )
     reference = models.CharField(max_length=255, blank=True)
-    subtotal = models.DecimalField(**MONEY, default=ZERO)
-    total_tax = models.DecimalField(**MONEY, default=ZERO)
-    total = models.DecimalField(**MONEY, default=ZERO)
-    amount_allocated = models.DecimalField(**MONEY, default=ZERO)
-    remaining_credit = models.DecimalField(**MONEY, default=ZERO)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    total_tax = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    amount_allocated = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    remaining_credit = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     released_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField()
@@ -398,7 +400,9 @@ class CreditNote(models.Model):
 
     class Meta:
         ordering = ["-issue_date", "-id"]
-        indexes = [models.Index(fields=["entity", "released_at"], name="credit_note_entity_released")]
+        indexes = [
+            models.Index(fields=["entity", "released_at"], name="credit_note_entity_released")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=_equals_sum("total", F("subtotal") + F("total_tax")),
@@ -429,8 +433,8 @@ class CreditNoteLine(models.Model):
         Product, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     description = models.TextField()
-    quantity = models.DecimalField(**UNIT)
-    unit_price = models.DecimalField(**UNIT)
+    quantity = models.DecimalField(max_digits=16, decimal_places=4)
+    unit_price = models.DecimalField(max_digits=16, decimal_places=4)
     discount_rate = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
     account = models.ForeignKey(
         Account, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -438,9 +442,9 @@ class CreditNoteLine(models.Model):
     tax_rate = models.ForeignKey(
         TaxRate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    line_amount = models.DecimalField(**MONEY, default=ZERO)
-    tax_amount = models.DecimalField(**MONEY, default=ZERO)
-    unit_cost = models.DecimalField(**UNIT, null=True, blank=True)
+    line_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    tax_amount = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    unit_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
 
     class Meta:
         ordering = ["credit_note", "position"]
@@ -460,11 +464,18 @@ class CreditNoteLine(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.credit_note.number} line {self.position}"
+
 
 class CreditNoteAllocation(models.Model):
-    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="allocations")
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_allocations")
-    amount = models.DecimalField(**MONEY)
+    credit_note = models.ForeignKey(
+        CreditNote, on_delete=models.PROTECT, related_name="allocations"
+    )
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, related_name="credit_allocations"
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
     date = models.DateField()
     created_at = models.DateTimeField()
 
@@ -472,6 +483,9 @@ class CreditNoteAllocation(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of {self.credit_note.number} to {self.invoice.number}"
 
 
 class PaymentSource(models.TextChoices):
@@ -488,7 +502,7 @@ class PaymentMethod(models.TextChoices):
 
 class Payment(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
-    amount = models.DecimalField(**MONEY)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
     date = models.DateField()
     reference = models.CharField(max_length=255, blank=True)
     method = models.CharField(

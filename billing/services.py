@@ -90,9 +90,13 @@ def due_date_from_terms(*, issue_date: date, terms_type: str, terms_day: int) ->
         # A day already past in the issue month cannot be due before the invoice exists.
         return max(due, issue_date)
     if terms_type == PaymentTermType.OFFOLLOWINGMONTH:
-        year, month = (issue_date.year + 1, 1) if issue_date.month == 12 else (
-            issue_date.year,
-            issue_date.month + 1,
+        year, month = (
+            (issue_date.year + 1, 1)
+            if issue_date.month == 12
+            else (
+                issue_date.year,
+                issue_date.month + 1,
+            )
         )
         return _day_of_month(year, month, terms_day)
     raise ValidationError({"payment_terms_type": f"Unknown payment terms type '{terms_type}'."})
@@ -139,9 +143,7 @@ def customer_create(*, entity: Entity, name: str, **data: Any) -> Customer:
     if unknown:
         raise TypeError(f"customer_create got unknown fields: {sorted(unknown)}")
     now = clock.now()
-    customer = Customer(
-        entity=entity, name=name, created_at=now, updated_at=now, **data
-    )
+    customer = Customer(entity=entity, name=name, created_at=now, updated_at=now, **data)
     if not customer.currency:
         customer.currency = entity.base_currency
     _customer_validate(customer)
@@ -192,7 +194,11 @@ def _decimal_places(value: Decimal) -> int:
 
 
 def _resolve_lines(
-    *, entity: Entity, lines: Sequence[LineInput], line_amount_type: str, allow_discount: bool = True
+    *,
+    entity: Entity,
+    lines: Sequence[LineInput],
+    line_amount_type: str,
+    allow_discount: bool = True,
 ) -> list[_ResolvedLine]:
     errors: list[str] = []
     account_ids = {line.account_id for line in lines if line.account_id}
@@ -246,15 +252,16 @@ def _resolve_lines(
             errors.append(f"{prefix}unit price cannot be negative (got {unit_price}).")
         elif _decimal_places(unit_price) > MAX_UNIT_DECIMALS:
             errors.append(
-                f"{prefix}unit price {unit_price} has more than {MAX_UNIT_DECIMALS} decimal "
-                "places."
+                f"{prefix}unit price {unit_price} has more than {MAX_UNIT_DECIMALS} decimal places."
             )
         if line.quantity <= 0:
             errors.append(f"{prefix}quantity must be greater than zero (got {line.quantity}).")
         elif _decimal_places(line.quantity) > 4:
             errors.append(f"{prefix}quantity {line.quantity} has more than 4 decimal places.")
         if not (0 <= line.discount_rate <= 100):
-            errors.append(f"{prefix}discount must be between 0 and 100% (got {line.discount_rate}).")
+            errors.append(
+                f"{prefix}discount must be between 0 and 100% (got {line.discount_rate})."
+            )
         elif line.discount_rate and not allow_discount:
             errors.append(f"{prefix}credit notes cannot carry a discount.")
         description = (line.description or "").strip() or (product.name if product else "")
@@ -393,7 +400,7 @@ def invoice_create(
             reference=reference,
             created_at=now,
             updated_at=now,
-            created_by=user,
+            created_by_id=user.pk if user is not None else None,
         )
         invoice.full_clean(exclude=["entity", "customer", "created_by", "lines"])
         invoice.save()
@@ -402,7 +409,14 @@ def invoice_create(
     return invoice
 
 
-INVOICE_HEADER_FIELDS = {"customer", "issue_date", "due_date", "currency", "line_amount_type", "reference"}
+INVOICE_HEADER_FIELDS = {
+    "customer",
+    "issue_date",
+    "due_date",
+    "currency",
+    "line_amount_type",
+    "reference",
+}
 
 
 def invoice_update(
@@ -414,8 +428,10 @@ def invoice_update(
     if unknown:
         raise TypeError(f"invoice_update got unknown fields: {sorted(unknown)}")
     with transaction.atomic():
-        locked = Invoice.objects.select_for_update().select_related("entity", "customer").get(
-            pk=invoice.pk
+        locked = (
+            Invoice.objects.select_for_update()
+            .select_related("entity", "customer")
+            .get(pk=invoice.pk)
         )
         if locked.status == DocumentStatus.VOID:
             raise ValidationError(f"Invoice {locked.number} is void and cannot be edited.")
@@ -507,8 +523,10 @@ def _require_complete_lines(lines: Sequence[_ResolvedLine]) -> None:
 
 def invoice_release(*, invoice: Invoice, user: AbstractBaseUser | None = None) -> Invoice:
     with transaction.atomic():
-        locked = Invoice.objects.select_for_update().select_related("entity", "customer").get(
-            pk=invoice.pk
+        locked = (
+            Invoice.objects.select_for_update()
+            .select_related("entity", "customer")
+            .get(pk=invoice.pk)
         )
         if locked.status != DocumentStatus.DRAFT:
             raise ValidationError(
@@ -545,7 +563,8 @@ def invoice_void(*, invoice: Invoice, user: AbstractBaseUser | None = None) -> I
             raise ValidationError(f"Invoice {locked.number} is already void.")
         if locked.amount_paid > 0 or locked.amount_credited > 0:
             raise ValidationError(
-                f"Invoice {locked.number} has {locked.amount_paid + locked.amount_credited} paid or "
+                f"Invoice {locked.number} has {locked.amount_paid + locked.amount_credited} paid "
+                "or "
                 "credited against it; remove the payments and credits before voiding it."
             )
         now = clock.now()
@@ -689,8 +708,8 @@ def _credit_note_write_lines(*, note: CreditNote, lines: list[_ResolvedLine]) ->
 
 def credit_note_release(*, credit_note: CreditNote) -> CreditNote:
     with transaction.atomic():
-        locked = CreditNote.objects.select_for_update().select_related("entity").get(
-            pk=credit_note.pk
+        locked = (
+            CreditNote.objects.select_for_update().select_related("entity").get(pk=credit_note.pk)
         )
         if locked.status != DocumentStatus.DRAFT:
             raise ValidationError(f"Credit note {locked.number} is already released or void.")

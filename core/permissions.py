@@ -19,7 +19,8 @@ def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
         return False
     if getattr(user, "is_superuser", False):
         return True
-    return bool(user.groups.filter(name=ADMIN_GROUP).exists())  # type: ignore[union-attr]
+    groups = getattr(user, "groups", None)
+    return groups is not None and bool(groups.filter(name=ADMIN_GROUP).exists())
 
 
 def user_is_staff(user: AbstractBaseUser | AnonymousUser) -> bool:

@@ -12,7 +12,8 @@ def general_settings_update(
         raise ValidationError(
             {
                 "accounting_package": (
-                    f"'{accounting_package}' is not an accounting package BMS supports; choose one of "
+                    f"'{accounting_package}' is not an accounting package BMS supports; choose one "
+                    "of "
                     f"{', '.join(AccountingPackage.values)}."
                 )
             }

@@ -33,26 +33,25 @@ from typing import Any
 
 import urllib3
 from django.conf import settings
-from xero_python.accounting import AccountingApi, CurrencyCode, LineAmountTypes, PaymentTermType
 from xero_python.accounting import Account as SdkAccount
+from xero_python.accounting import AccountingApi, CurrencyCode, LineAmountTypes, PaymentTermType
 from xero_python.accounting import Address as SdkAddress
 from xero_python.accounting import Allocation as SdkAllocation
 from xero_python.accounting import Allocations as SdkAllocations
+from xero_python.accounting import Bill as SdkBill
+from xero_python.accounting import Contact as SdkContact
+from xero_python.accounting import Contacts as SdkContacts
 from xero_python.accounting import CreditNote as SdkCreditNote
 from xero_python.accounting import CreditNotes as SdkCreditNotes
 from xero_python.accounting import Invoice as SdkInvoice
 from xero_python.accounting import Invoices as SdkInvoices
 from xero_python.accounting import LineItem as SdkLineItem
-from xero_python.accounting import Payment as SdkPayment
-from xero_python.accounting import Bill as SdkBill
-from xero_python.accounting import Contact as SdkContact
-from xero_python.accounting import Contacts as SdkContacts
-from xero_python.accounting import PaymentTerm as SdkPaymentTerm
-from xero_python.accounting import Phone as SdkPhone
-
 from xero_python.accounting import ManualJournal as SdkManualJournal
 from xero_python.accounting import ManualJournalLine as SdkManualJournalLine
 from xero_python.accounting import ManualJournals as SdkManualJournals
+from xero_python.accounting import Payment as SdkPayment
+from xero_python.accounting import PaymentTerm as SdkPaymentTerm
+from xero_python.accounting import Phone as SdkPhone
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
 from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
@@ -493,7 +492,8 @@ def _translate(exc: BaseException, *, operation: str, wrote: bool) -> XeroError:
         problem = (_header(exc, "X-Rate-Limit-Problem") or "minute").lower()
         retry_after = float(_header(exc, "Retry-After") or 60)
         return XeroRateLimitError(
-            f"Xero's {problem} rate limit was reached; BMS waits {int(retry_after)} s and carries on.",
+            f"Xero's {problem} rate limit was reached; BMS waits {int(retry_after)} s and "
+            "carries on.",
             problem=problem,
             retry_at=time.time() + retry_after,
         )
@@ -510,7 +510,8 @@ def _translate(exc: BaseException, *, operation: str, wrote: bool) -> XeroError:
             xero_detail = body.get("Detail") if isinstance(body, dict) else None
             return XeroAuthError(
                 f"Xero answered {status} ({xero_detail or 'unauthorised'}): the organisation was "
-                "disconnected or its authorisation revoked; re-authorise it in Admin → Integrations.",
+                "disconnected or its authorisation revoked; re-authorise it in Admin → "
+                "Integrations.",
                 detail={"status": status, "xero_detail": xero_detail},
             )
         if isinstance(exc, NotFoundException):
@@ -916,7 +917,12 @@ class XeroClient:
         return [_credit_note_result(row) for row in result.credit_notes or []]
 
     def credit_note_allocate(
-        self, *, credit_note_id: str, invoice_id: str, amount: Decimal, date: Any,
+        self,
+        *,
+        credit_note_id: str,
+        invoice_id: str,
+        amount: Decimal,
+        date: Any,
         idempotency_key: str,
     ) -> None:
         result = self.call(
@@ -935,7 +941,9 @@ class XeroClient:
             idempotency_key=idempotency_key,
         )
         rows = result.allocations or []
-        errors = [str(e.message) for row in rows for e in (row.validation_errors or []) if e.message]
+        errors = [
+            str(e.message) for row in rows for e in (row.validation_errors or []) if e.message
+        ]
         if errors:
             raise XeroPermanentError(
                 "; ".join(errors), status=200,
@@ -946,7 +954,13 @@ class XeroClient:
     # Payments ---------------------------------------------------------------------------------
 
     def payment_create(
-        self, *, invoice_id: str, account_code: str, amount: Decimal, date: Any, reference: str,
+        self,
+        *,
+        invoice_id: str,
+        account_code: str,
+        amount: Decimal,
+        date: Any,
+        reference: str,
         idempotency_key: str,
     ) -> XeroPaymentRecord:
         """PUT /Payments for one payment against an ACCREC invoice."""
@@ -1133,9 +1147,7 @@ def _sdk_contact(data: ContactData) -> SdkContact:
         tax_number=data.tax_number or None,
         account_number=data.account_number or None,
         default_currency=CurrencyCode(data.currency) if data.currency else None,
-        phones=[SdkPhone(phone_type="DEFAULT", phone_number=data.phone)]
-        if data.phone
-        else None,
+        phones=[SdkPhone(phone_type="DEFAULT", phone_number=data.phone)] if data.phone else None,
         addresses=addresses or None,
         payment_terms=terms,
     )
@@ -1207,7 +1219,9 @@ def _document_result(xero_id: Any, number: str | None, row: Any) -> DocumentResu
         number=number or "",
         status=_enum(row.status),
         total=_money(row.total),
-        amount_due=_money(getattr(row, "amount_due", None) or getattr(row, "remaining_credit", None)),
+        amount_due=_money(
+            getattr(row, "amount_due", None) or getattr(row, "remaining_credit", None)
+        ),
         errors=errors,
     )
 

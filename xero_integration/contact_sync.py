@@ -289,9 +289,12 @@ class _Batch:
             item.link = self.link(item.customer, existing.contact_id, pushed=False)
             self.to_update.append(item)
             return
-        other = Customer.objects.select_related("entity").filter(
-            pk=_customer_id(number)
-        ).first()
+        other_id = _customer_id(number)
+        other = (
+            Customer.objects.select_related("entity").filter(pk=other_id).first()
+            if other_id is not None
+            else None
+        )
         if other is not None and _may_share(item.customer, other, self.api.tenant_id):
             self.link(item.customer, existing.contact_id, pushed=True)
             self.success(item, existing.contact_id, shared_with=other.pk)

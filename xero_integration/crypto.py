@@ -19,7 +19,8 @@ def _fernet(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:
         raise ImproperlyConfigured(
             "XERO_TOKEN_ENCRYPTION_KEYS is not set: generate a key with "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+            "`python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'`"
         )
     try:
         return MultiFernet([Fernet(key) for key in keys])

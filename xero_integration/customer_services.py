@@ -108,7 +108,11 @@ def sync_exclusion_set(
         content_type=ContentType.objects.get_for_model(obj),
         object_id=obj.pk,
         direction=direction,
-        defaults={"reason": reason[:500], "set_by": user, "set_at": clock.now()},
+        defaults={
+            "reason": reason[:500],
+            "set_by_id": user.pk if user is not None else None,
+            "set_at": clock.now(),
+        },
     )
     return row
 

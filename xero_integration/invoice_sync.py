@@ -180,8 +180,12 @@ def _line_description(line: Any, *, entity: Any) -> str:
     return str(line.product.name)
 
 
-def invoice_document_data(*, invoice: Invoice, contact_id: str, xero_id: str | None) -> xero.DocumentData:
-    status = "VOIDED" if invoice.status == DocumentStatus.VOID else invoice.entity.invoice_push_status
+def invoice_document_data(
+    *, invoice: Invoice, contact_id: str, xero_id: str | None
+) -> xero.DocumentData:
+    status = (
+        "VOIDED" if invoice.status == DocumentStatus.VOID else invoice.entity.invoice_push_status
+    )
     return xero.DocumentData(
         xero_id=xero_id,
         contact_id=contact_id,
@@ -360,7 +364,9 @@ class _DocBatch:
         self.content_type = ContentType.objects.get_for_model(kind.model)
         self.outcomes: dict[int, Outcome] = {}
 
-    def link(self, doc: _Doc, xero_id: str, *, pushed: bool, result: xero.DocumentResult | None) -> None:
+    def link(
+        self, doc: _Doc, xero_id: str, *, pushed: bool, result: xero.DocumentResult | None
+    ) -> None:
         defaults: dict[str, Any] = {
             "entity": doc.document.entity,
             "tenant_id": self.api.tenant_id,
@@ -384,7 +390,9 @@ class _DocBatch:
             external_url=invoice_url(tenant_id=self.api.tenant_id, invoice_id=xero_id),
         )
 
-    def send(self, operation: str, docs: list[_Doc], data: list[xero.DocumentData]) -> list[xero.DocumentResult] | None:
+    def send(
+        self, operation: str, docs: list[_Doc], data: list[xero.DocumentData]
+    ) -> list[xero.DocumentResult] | None:
         request = xero_request_record(
             connection=self.connection,
             operation=operation,
@@ -393,7 +401,9 @@ class _DocBatch:
         )
         return self.send_stored(request, docs)
 
-    def send_stored(self, request: XeroRequest, docs: list[_Doc]) -> list[xero.DocumentResult] | None:
+    def send_stored(
+        self, request: XeroRequest, docs: list[_Doc]
+    ) -> list[xero.DocumentResult] | None:
         send = self.kind.send(self.api, request.operation)
 
         def call(body: list[dict[str, Any]], key: str) -> list[xero.DocumentResult]:
@@ -445,18 +455,22 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
-def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[CreditNote]) -> dict[int, Outcome]:
+def documents_push(
+    *, jobs: list[BackgroundJob], model: type[Invoice] | type[CreditNote]
+) -> dict[int, Outcome]:
     """Push the jobs' invoices (or credit notes) in batches of ≤ 50, one outcome per job."""
     kind = _Kind(model)
     outcomes: dict[int, Outcome] = {}
-    documents = model.objects.select_related("entity", "customer").in_bulk(  # type: ignore[attr-defined]
+    documents = model.objects.select_related("entity", "customer").in_bulk(
         [job.target_object_id for job in jobs if job.target_object_id]
     )
     content_type = ContentType.objects.get_for_model(model)
     customer_type = ContentType.objects.get_for_model(Customer)
     links = {
         link.object_id: link
-        for link in XeroRecordLink.objects.filter(content_type=content_type, object_id__in=list(documents))
+        for link in XeroRecordLink.objects.filter(
+            content_type=content_type, object_id__in=list(documents)
+        )
     }
     contact_ids = dict(
         XeroRecordLink.objects.filter(
@@ -475,7 +489,9 @@ def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[Cre
             outcomes[job.pk] = JobSkipped(f"skipped: {reason}")
             continue
         if document.status == DocumentStatus.DRAFT:
-            outcomes[job.pk] = JobSkipped(f"{document.number} is a draft; it is pushed once released.")
+            outcomes[job.pk] = JobSkipped(
+                f"{document.number} is a draft; it is pushed once released."
+            )
             continue
         link = links.get(document.pk)
         if document.status == DocumentStatus.VOID and link is None:
@@ -516,7 +532,10 @@ def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[Cre
     replays: dict[int, XeroRequest] = {}
     for job_id, doc in by_job.items():
         request = unsettled.get(job_id)
-        if request is None or request.operation not in (kind.create_operation, kind.update_operation):
+        if request is None or request.operation not in (
+            kind.create_operation,
+            kind.update_operation,
+        ):
             fresh.append(doc)
         elif xero_request_is_replayable(request):
             replays[request.pk] = request
@@ -531,9 +550,9 @@ def documents_push(*, jobs: list[BackgroundJob], model: type[Invoice] | type[Cre
             xero_request_mark(request=request, outcome="superseded")
             continue
         for member, result in zip(members, results, strict=True):
-            doc = by_job.get(member.job_id)
-            if doc is not None:
-                batch.settled(doc, result, created=request.operation == kind.create_operation)
+            replayed = by_job.get(member.job_id)
+            if replayed is not None:
+                batch.settled(replayed, result, created=request.operation == kind.create_operation)
     if to_find:
         found = kind.find_by_numbers(api, [doc.document.number for doc in to_find])
         for doc in to_find:
@@ -618,12 +637,11 @@ def _allocations_push(api: xero.XeroClient, doc: _Doc) -> int:
 def invoices_needing_push(*, entity_id: int) -> list[Invoice]:
     """Released or voided invoices that are not in Xero, or changed since their last push."""
     content_type = ContentType.objects.get_for_model(Invoice)
-    pushed = {
-        object_id: version
-        for object_id, version in XeroRecordLink.objects.filter(
-            content_type=content_type, entity_id=entity_id
-        ).values_list("object_id", "pushed_version")
-    }
+    pushed = dict(
+        XeroRecordLink.objects.filter(content_type=content_type, entity_id=entity_id).values_list(
+            "object_id", "pushed_version"
+        )
+    )
     excluded = set(
         SyncExclusion.objects.filter(
             content_type=content_type, direction=SyncDirection.EXPORT

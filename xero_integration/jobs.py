@@ -7,8 +7,8 @@ from admin_jobs.models import BackgroundJob, JobKind
 from billing.models import CreditNote, Invoice
 from xero_integration import payment_jobs  # noqa: F401 - registers its handlers
 from xero_integration.contact_sync import customers_push
-from xero_integration.invoice_sync import documents_push
 from xero_integration.customer_services import contacts_import_preview, customers_bulk_sync_run
+from xero_integration.invoice_sync import documents_push
 from xero_integration.models import XeroConnection
 from xero_integration.services import authorisations_refresh_idle, xero_accounts_pull
 

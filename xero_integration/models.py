@@ -102,7 +102,11 @@ class XeroEntityLink(models.Model):
         "billing.Entity", on_delete=models.CASCADE, related_name="xero_link"
     )
     connection = models.ForeignKey(
-        XeroConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="entity_links"
+        XeroConnection,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="entity_links",
     )
     tenant_id = models.CharField(max_length=36)
     linked_at = models.DateTimeField()
@@ -250,7 +254,7 @@ class SyncDirection(models.TextChoices):
 
 
 class SyncExclusion(models.Model):
-    """"Do not export" / "Do not import" on a customer, invoice or credit note, with the reason."""
+    """ "Do not export" / "Do not import" on a customer, invoice or credit note, with the reason."""
 
     content_type = models.ForeignKey("contenttypes.ContentType", on_delete=models.CASCADE)
     object_id = models.PositiveBigIntegerField()

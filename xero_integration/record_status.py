@@ -6,11 +6,16 @@ from typing import Any
 
 from django.db.models import Model
 
+from admin_jobs.selectors import job_latest_for_target
 from billing.models import CreditNote, Customer, Invoice
 from xero_integration.contact_sync import contact_url
-from xero_integration.customer_services import SyncStatus, customer_sync_status, record_link, sync_exclusions
+from xero_integration.customer_services import (
+    SyncStatus,
+    customer_sync_status,
+    record_link,
+    sync_exclusions,
+)
 from xero_integration.invoice_sync import document_prepush_problems, invoice_url
-from admin_jobs.selectors import job_latest_for_target
 
 SYNCABLE: dict[str, type[Model]] = {
     "customer": Customer,

@@ -16,9 +16,7 @@ from xero_integration.models import (
 
 
 def entity_list_with_connections() -> QuerySet[Entity]:
-    return Entity.objects.select_related(
-        "xero_link__connection__authorisation"
-    ).order_by("name")
+    return Entity.objects.select_related("xero_link__connection__authorisation").order_by("name")
 
 
 def connection_list() -> QuerySet[XeroConnection]:
@@ -124,7 +122,7 @@ def sync_rows_attach(*, objects: list[Model]) -> None:
 
 
 def queryset_filter_synced(queryset: QuerySet[Any], synced: str) -> QuerySet[Any]:
-    """"yes": only records linked to Xero; "no": only records never synced."""
+    """ "yes": only records linked to Xero; "no": only records never synced."""
     if synced not in ("yes", "no"):
         return queryset
     linked = XeroRecordLink.objects.filter(

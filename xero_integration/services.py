@@ -83,7 +83,7 @@ def _oauth_session() -> OAuth2Session:
 
 
 def xero_oauth_start(*, session: SessionBase, entity: Entity, purpose: str = "connect") -> str:
-    """Remember a fresh state and PKCE verifier in the user's session; return Xero's authorize URL."""
+    """Remember a fresh state and PKCE verifier in the session; return Xero's authorize URL."""
     missing = xero_configuration_missing()
     if missing:
         raise ValidationError(
@@ -140,9 +140,7 @@ def xero_oauth_complete(
             raise ValidationError(
                 f"The Xero sign-in for {entity.name} was cancelled; nothing was changed."
             )
-        raise ValidationError(
-            f"Xero refused the sign-in ({params['error']}); nothing was changed."
-        )
+        raise ValidationError(f"Xero refused the sign-in ({params['error']}); nothing was changed.")
     code = params.get("code", "")
     if not code:
         raise ValidationError("Xero's reply carried no authorisation code; start again.")
@@ -301,7 +299,9 @@ def access_token_for(*, authorisation_id: int) -> str:
                 reason=exc.message,
             )
         except xero.XeroTransientError as exc:
-            logger.warning("xero token refresh for authorisation %s failed: %s", auth.pk, exc.message)
+            logger.warning(
+                "xero token refresh for authorisation %s failed: %s", auth.pk, exc.message
+            )
             raise
         else:
             now = clock.now()
@@ -325,7 +325,7 @@ def _connections_need_reauth(*, connection_ids: list[int], reason: str) -> None:
 
 
 def connection_mark_needs_reauth(*, connection_id: int, reason: str) -> None:
-    """A disconnect made on Xero's side: jobs wait (they raise XeroAuthError) until re-authorised."""
+    """A disconnect made on Xero's side: jobs wait (XeroAuthError) until re-authorised."""
     _connections_need_reauth(connection_ids=[connection_id], reason=reason)
 
 

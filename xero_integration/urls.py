@@ -11,7 +11,9 @@ urlpatterns = [
     path("entities/<int:entity_id>/link/", views.link_existing, name="link_existing"),
     path("connections/<int:connection_id>/disconnect/", views.disconnect, name="disconnect"),
     path("accounts/", views.accounts, name="accounts"),
-    path("connections/<int:connection_id>/pull-accounts/", views.accounts_pull, name="accounts_pull"),
+    path(
+        "connections/<int:connection_id>/pull-accounts/", views.accounts_pull, name="accounts_pull"
+    ),
     path("tax-rates/<int:tax_rate_id>/map/", views.tax_rate_mapping, name="tax_rate_map"),
     path("records/<str:model_key>/<int:pk>/sync/", views_records.record_sync, name="record_sync"),
     path(

@@ -1,4 +1,4 @@
-"""Admin → Integrations (Xero connections) and Admin → Accounts. Views stay thin: services decide."""
+"""Admin → Integrations (Xero connections) and Admin → Accounts; services decide, views call."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -106,7 +106,7 @@ def choose(request: HttpRequest) -> HttpResponse:
     entity = get_object_or_404(Entity, pk=pending["entity_id"])
     connections = XeroConnection.objects.filter(pk__in=pending["connection_ids"])
     if request.method == "POST":
-        chosen = connections.filter(pk=request.POST.get("connection_id")).first()
+        chosen = connections.filter(pk=request.POST.get("connection_id", "")).first()
         if chosen is None:
             messages.error(request, "Choose one of the organisations you authorised.")
         else:
@@ -125,7 +125,7 @@ def link_existing(request: HttpRequest, entity_id: int) -> HttpResponse:
     """Let an entity share an organisation another entity already connected."""
     entity = get_object_or_404(Entity, pk=entity_id)
     connection = XeroConnection.objects.filter(
-        pk=request.POST.get("connection_id"), status=ConnectionStatus.CONNECTED
+        pk=request.POST.get("connection_id", ""), status=ConnectionStatus.CONNECTED
     ).first()
     if connection is None:
         messages.error(request, "Choose a connected Xero organisation.")

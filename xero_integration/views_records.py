@@ -42,13 +42,14 @@ def _back(obj: Any) -> HttpResponse:
 def record_sync(request: HttpRequest, model_key: str, pk: int) -> HttpResponse:
     obj = _record(model_key, pk)
     user = request.user if request.user.is_authenticated else None
+    job: BackgroundJob | None = None
     with transaction.atomic():
         if isinstance(obj, Customer):
-            job = customer_push_enqueue(customer=obj, user=user)  # type: ignore[arg-type]
+            job = customer_push_enqueue(customer=obj, user=user)
         elif isinstance(obj, Invoice):
-            job = invoice_push_enqueue(invoice=obj, user=user)  # type: ignore[arg-type]
+            job = invoice_push_enqueue(invoice=obj, user=user)
         elif isinstance(obj, CreditNote):
-            job = credit_note_push_enqueue(credit_note=obj, user=user)  # type: ignore[arg-type]
+            job = credit_note_push_enqueue(credit_note=obj, user=user)
     if job is None:
         messages.error(request, f"{obj} cannot be synced: its entity is not connected to Xero.")
     else:
@@ -62,7 +63,7 @@ def record_unlink_view(request: HttpRequest, model_key: str, pk: int) -> HttpRes
     obj = _record(model_key, pk)
     if request.method == "POST":
         user = request.user if request.user.is_authenticated else None
-        if record_unlink(obj=obj, user=user):  # type: ignore[arg-type]
+        if record_unlink(obj=obj, user=user):
             messages.success(
                 request,
                 f"The link between {obj} and Xero was deleted; the Xero record stays. A later "
@@ -86,7 +87,10 @@ def record_exclusion(request: HttpRequest, model_key: str, pk: int) -> HttpRespo
     try:
         user = request.user if request.user.is_authenticated else None
         exclusion = sync_exclusion_set(
-            obj=obj, direction=direction, reason=request.POST.get("reason", ""), user=user  # type: ignore[arg-type]
+            obj=obj,
+            direction=direction,
+            reason=request.POST.get("reason", ""),
+            user=user,
         )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
@@ -120,7 +124,7 @@ def customers_bulk_sync(request: HttpRequest) -> HttpResponse:
         entity = get_object_or_404(Entity, pk=entity_id)
         try:
             user = request.user if request.user.is_authenticated else None
-            job = customers_bulk_sync_start(entity=entity, customer_ids=ids, user=user)  # type: ignore[arg-type]
+            job = customers_bulk_sync_start(entity=entity, customer_ids=ids, user=user)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
@@ -148,7 +152,7 @@ def contacts_import(request: HttpRequest) -> HttpResponse:
         entity = get_object_or_404(Entity, pk=request.POST.get("entity"))
         try:
             user = request.user if request.user.is_authenticated else None
-            job = contacts_import_start(entity=entity, user=user)  # type: ignore[arg-type]
+            job = contacts_import_start(entity=entity, user=user)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
@@ -162,13 +166,13 @@ def import_review(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(BackgroundJob, pk=job_id, kind=JobKind.IMPORT_CONTACTS)
     if request.method == "POST" and job.state == JobState.SUCCEEDED:
         decisions = {
-            key.removeprefix("action-"): value
-            for key, value in request.POST.items()
+            key.removeprefix("action-"): str(request.POST.get(key, "skip"))
+            for key in request.POST
             if key.startswith("action-")
         }
         try:
             user = request.user if request.user.is_authenticated else None
-            summary = contacts_import_apply(job=job, decisions=decisions, user=user)  # type: ignore[arg-type]
+            summary = contacts_import_apply(job=job, decisions=decisions, user=user)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:

@@ -139,6 +139,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # https://crontab.guru/#*_*_*_*_* — re-publish due jobs whose message was lost.
     "jobs-sweep": {"task": "admin_jobs.tasks.job_sweep_task", "schedule": 30.0},
     # https://crontab.guru/#17_3_*_*_* — keep idle Xero authorisations from expiring (60 days).
+    # https://crontab.guru/#5_*_*_*_* — push released invoices missing from (or stale in) Xero.
+    "xero-invoices-push": {
+        "task": "xero_integration.tasks.invoices_push_schedule_task",
+        "schedule": crontab(minute=5),
+    },
     "xero-tokens-refresh": {
         "task": "xero_integration.tasks.tokens_refresh_schedule_task",
         "schedule": crontab(minute=17, hour=3),

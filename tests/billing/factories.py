@@ -2,7 +2,7 @@ from datetime import date
 from decimal import Decimal
 
 import factory
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from billing.models import (
     Account,
@@ -22,9 +22,9 @@ from billing.models import (
 from bms import clock
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
-        model = get_user_model()
+        model = User
         django_get_or_create = ("username",)
 
     username = factory.Sequence(lambda n: f"clerk{n}")
@@ -38,7 +38,7 @@ class AdminUserFactory(UserFactory):
     is_superuser = True
 
 
-class EntityFactory(factory.django.DjangoModelFactory):
+class EntityFactory(factory.django.DjangoModelFactory[Entity]):
     class Meta:
         model = Entity
 
@@ -50,7 +50,7 @@ class EntityFactory(factory.django.DjangoModelFactory):
     credit_note_prefix = factory.Sequence(lambda n: f"E{n}-CN-")
 
 
-class AccountFactory(factory.django.DjangoModelFactory):
+class AccountFactory(factory.django.DjangoModelFactory[Account]):
     class Meta:
         model = Account
         django_get_or_create = ("entity", "code")
@@ -61,7 +61,7 @@ class AccountFactory(factory.django.DjangoModelFactory):
     type = AccountType.REVENUE
 
 
-class TaxRateFactory(factory.django.DjangoModelFactory):
+class TaxRateFactory(factory.django.DjangoModelFactory[TaxRate]):
     class Meta:
         model = TaxRate
         django_get_or_create = ("entity", "name")
@@ -72,7 +72,7 @@ class TaxRateFactory(factory.django.DjangoModelFactory):
     xero_tax_type = "OUTPUT2"
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
+class CustomerFactory(factory.django.DjangoModelFactory[Customer]):
     class Meta:
         model = Customer
 
@@ -84,7 +84,7 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     updated_at = factory.LazyFunction(clock.now)
 
 
-class ProductFactory(factory.django.DjangoModelFactory):
+class ProductFactory(factory.django.DjangoModelFactory[Product]):
     class Meta:
         model = Product
 
@@ -93,9 +93,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Product {n}")
     sale_price = Decimal("10.00")
     unit_cost = Decimal("4.00")
-    revenue_account = factory.SubFactory(
-        AccountFactory, entity=factory.SelfAttribute("..entity")
-    )
+    revenue_account = factory.SubFactory(AccountFactory, entity=factory.SelfAttribute("..entity"))
     cost_of_sales_account = factory.SubFactory(
         AccountFactory,
         entity=factory.SelfAttribute("..entity"),
@@ -113,7 +111,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     tax_rate = factory.SubFactory(TaxRateFactory, entity=factory.SelfAttribute("..entity"))
 
 
-class InvoiceFactory(factory.django.DjangoModelFactory):
+class InvoiceFactory(factory.django.DjangoModelFactory[Invoice]):
     """A bare invoice row; use billing.services.invoice_create for one with computed totals."""
 
     class Meta:
@@ -129,7 +127,7 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
     updated_at = factory.LazyFunction(clock.now)
 
 
-class InvoiceLineFactory(factory.django.DjangoModelFactory):
+class InvoiceLineFactory(factory.django.DjangoModelFactory[InvoiceLine]):
     class Meta:
         model = InvoiceLine
 
@@ -138,15 +136,11 @@ class InvoiceLineFactory(factory.django.DjangoModelFactory):
     description = "Flat white beans 1kg"
     quantity = Decimal("1")
     unit_price = Decimal("10.00")
-    account = factory.SubFactory(
-        AccountFactory, entity=factory.SelfAttribute("..invoice.entity")
-    )
-    tax_rate = factory.SubFactory(
-        TaxRateFactory, entity=factory.SelfAttribute("..invoice.entity")
-    )
+    account = factory.SubFactory(AccountFactory, entity=factory.SelfAttribute("..invoice.entity"))
+    tax_rate = factory.SubFactory(TaxRateFactory, entity=factory.SelfAttribute("..invoice.entity"))
 
 
-class CreditNoteFactory(factory.django.DjangoModelFactory):
+class CreditNoteFactory(factory.django.DjangoModelFactory[CreditNote]):
     class Meta:
         model = CreditNote
 
@@ -159,7 +153,7 @@ class CreditNoteFactory(factory.django.DjangoModelFactory):
     updated_at = factory.LazyFunction(clock.now)
 
 
-class CreditNoteLineFactory(factory.django.DjangoModelFactory):
+class CreditNoteLineFactory(factory.django.DjangoModelFactory[CreditNoteLine]):
     class Meta:
         model = CreditNoteLine
 
@@ -170,7 +164,7 @@ class CreditNoteLineFactory(factory.django.DjangoModelFactory):
     unit_price = Decimal("10.00")
 
 
-class CreditNoteAllocationFactory(factory.django.DjangoModelFactory):
+class CreditNoteAllocationFactory(factory.django.DjangoModelFactory[CreditNoteAllocation]):
     class Meta:
         model = CreditNoteAllocation
 
@@ -181,7 +175,7 @@ class CreditNoteAllocationFactory(factory.django.DjangoModelFactory):
     created_at = factory.LazyFunction(clock.now)
 
 
-class PaymentFactory(factory.django.DjangoModelFactory):
+class PaymentFactory(factory.django.DjangoModelFactory[Payment]):
     class Meta:
         model = Payment
 

@@ -21,7 +21,9 @@ def test_offset_file_moves_other_processes_clocks(tmp_path, monkeypatch):
 
 def test_today_in_uses_the_entitys_time_zone():
     # 11:30 UTC is already the next day in Auckland (UTC+13 in November).
-    clock.advance(seconds=(timezone.now().replace(hour=11, minute=30) - timezone.now()).total_seconds())
+    clock.advance(
+        seconds=(timezone.now().replace(hour=11, minute=30) - timezone.now()).total_seconds()
+    )
     utc_day = clock.now().date()
     assert clock.today_in("Pacific/Auckland") == utc_day + timedelta(days=1)
     assert clock.today_in("UTC") == utc_day

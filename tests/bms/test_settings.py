@@ -33,9 +33,7 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     ],
 )
 def test_production_settings_refuse_to_start_without_secret_key_and_hosts(env, message):
-    result = _manage(
-        "check", env={"DJANGO_SETTINGS_MODULE": "bms.settings.production", **env}
-    )
+    result = _manage("check", env={"DJANGO_SETTINGS_MODULE": "bms.settings.production", **env})
     assert result.returncode != 0
     assert message in result.stderr
 

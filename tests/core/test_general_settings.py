@@ -29,9 +29,10 @@ def test_unknown_package_is_refused_with_a_message(client):
 def test_staff_cannot_open_admin_pages(client):
     client.force_login(UserFactory())
     assert client.get(reverse("core:general_settings")).status_code == 403
-    assert client.post(
-        reverse("core:general_settings"), {"accounting_package": "none"}
-    ).status_code == 403
+    assert (
+        client.post(reverse("core:general_settings"), {"accounting_package": "none"}).status_code
+        == 403
+    )
 
 
 def test_anonymous_users_are_sent_to_login(client):

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import requests
-from xero_python.accounting import Contact, Contacts
 from django.test import Client
 from django.urls import reverse
+from xero_python.accounting import Contact, Contacts
 
 from billing.models import AccountType, Entity, Invoice
 from billing.services import LineInput, invoice_create, invoice_release
@@ -24,10 +24,10 @@ from tests.billing.factories import (
     EntityFactory,
     TaxRateFactory,
 )
+from tests.conftest import IN_CI
 from xero_integration.models import XeroConnection
 from xero_integration.services import xero_accounts_pull
 from xero_sandbox.seed import DEMO_NZ_TENANT_ID, DEMO_REDIRECT_URIS, DEMO_UK_TENANT_ID
-from tests.conftest import IN_CI
 from xero_sandbox.testing import SandboxHandle
 
 CALLBACK = "http://testserver/xero/callback/"
@@ -52,7 +52,9 @@ class XeroEnv:
         )
         return str(result.contacts[0].contact_id)
 
-    def consent(self, authorize_url: str, *, tenant_ids: list[str] | None, allow: bool = True) -> str:
+    def consent(
+        self, authorize_url: str, *, tenant_ids: list[str] | None, allow: bool = True
+    ) -> str:
         """Play the user on Xero's consent page; returns the callback URL Xero redirects to."""
         session = requests.Session()
         page = session.get(authorize_url, allow_redirects=False, timeout=10)
@@ -68,7 +70,11 @@ class XeroEnv:
         return str(reply.headers["Location"])
 
     def connect(
-        self, client: Client, entity: Entity, *, tenant_ids: list[str] | None = None,
+        self,
+        client: Client,
+        entity: Entity,
+        *,
+        tenant_ids: list[str] | None = None,
         allow: bool = True,
     ) -> Any:
         """The whole Connect flow through BMS's views and the sandbox's consent page."""

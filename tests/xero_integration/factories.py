@@ -14,7 +14,7 @@ from xero_integration.models import (
 )
 
 
-class XeroAuthorisationFactory(factory.django.DjangoModelFactory):
+class XeroAuthorisationFactory(factory.django.DjangoModelFactory[XeroAuthorisation]):
     class Meta:
         model = XeroAuthorisation
 
@@ -26,7 +26,7 @@ class XeroAuthorisationFactory(factory.django.DjangoModelFactory):
     created_at = factory.LazyFunction(clock.now)
 
 
-class XeroConnectionFactory(factory.django.DjangoModelFactory):
+class XeroConnectionFactory(factory.django.DjangoModelFactory[XeroConnection]):
     class Meta:
         model = XeroConnection
 
@@ -38,7 +38,7 @@ class XeroConnectionFactory(factory.django.DjangoModelFactory):
     connected_at = factory.LazyFunction(clock.now)
 
 
-class XeroEntityLinkFactory(factory.django.DjangoModelFactory):
+class XeroEntityLinkFactory(factory.django.DjangoModelFactory[XeroEntityLink]):
     class Meta:
         model = XeroEntityLink
 
@@ -48,7 +48,7 @@ class XeroEntityLinkFactory(factory.django.DjangoModelFactory):
     linked_at = factory.LazyFunction(clock.now)
 
 
-class XeroRecordLinkFactory(factory.django.DjangoModelFactory):
+class XeroRecordLinkFactory(factory.django.DjangoModelFactory[XeroRecordLink]):
     class Meta:
         model = XeroRecordLink
 

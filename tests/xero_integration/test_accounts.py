@@ -72,10 +72,14 @@ def test_tax_rate_mapping_accepts_only_the_organisations_active_tax_types(client
     entity, connection = connected
     _pull(client, connection)
     gst = TaxRateFactory(entity=entity, name="GST 15%", rate=Decimal("15"), xero_tax_type="")
-    client.post(reverse("xero_integration:tax_rate_map", args=[gst.pk]), {"xero_tax_type": "OUTPUT2"})
+    client.post(
+        reverse("xero_integration:tax_rate_map", args=[gst.pk]), {"xero_tax_type": "OUTPUT2"}
+    )
     gst.refresh_from_db()
     assert gst.xero_tax_type == "OUTPUT2"
-    client.post(reverse("xero_integration:tax_rate_map", args=[gst.pk]), {"xero_tax_type": "OUTPUT9"})
+    client.post(
+        reverse("xero_integration:tax_rate_map", args=[gst.pk]), {"xero_tax_type": "OUTPUT9"}
+    )
     gst.refresh_from_db()
     assert gst.xero_tax_type == "OUTPUT2"
 

@@ -139,9 +139,11 @@ def test_an_organisation_needing_reauthorisation_waits(entity, xero_env):
 
 
 def test_missing_credentials_give_one_clear_message():
-    with override_settings(XERO_CLIENT_ID="", XERO_CLIENT_SECRET=""):
-        with pytest.raises(SystemCheckError) as exc:
-            call_command("check")
+    with (
+        override_settings(XERO_CLIENT_ID="", XERO_CLIENT_SECRET=""),
+        pytest.raises(SystemCheckError) as exc,
+    ):
+        call_command("check")
     assert (
         "Xero is the selected accounting package but XERO_CLIENT_ID, XERO_CLIENT_SECRET are not "
         "set." in str(exc.value)

@@ -2,14 +2,14 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from tests.billing.factories import AdminUserFactory, EntityFactory, UserFactory
+from tests.xero_integration.factories import XeroRecordLinkFactory
 from xero_integration.models import (
     ConnectionStatus,
     XeroAuthorisation,
     XeroConnection,
     XeroEntityLink,
 )
-from tests.billing.factories import AdminUserFactory, EntityFactory, UserFactory
-from tests.xero_integration.factories import XeroRecordLinkFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -141,4 +141,6 @@ def test_staff_cannot_start_a_connection(client, xero_env):
 
 def test_connect_is_post_only(admin_client, xero_env):
     entity = EntityFactory()
-    assert admin_client.get(reverse("xero_integration:connect", args=[entity.pk])).status_code == 405
+    assert (
+        admin_client.get(reverse("xero_integration:connect", args=[entity.pk])).status_code == 405
+    )

@@ -9,8 +9,8 @@ from admin_jobs.services import job_run
 from billing.models import Customer
 from bms import clock
 from tests.billing.factories import AdminUserFactory, CustomerFactory, EntityFactory
-from xero_integration.contact_sync import customer_push_enqueue
 from tests.xero_integration.factories import XeroEntityLinkFactory
+from xero_integration.contact_sync import customer_push_enqueue
 from xero_integration.models import SyncDirection, SyncExclusion, XeroConnection, XeroRecordLink
 
 pytestmark = pytest.mark.django_db

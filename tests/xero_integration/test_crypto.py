@@ -4,9 +4,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test import override_settings
 
+from tests.xero_integration.factories import XeroAuthorisationFactory
 from xero_integration import crypto
 from xero_integration.models import XeroAuthorisation
-from tests.xero_integration.factories import XeroAuthorisationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -50,12 +50,16 @@ def test_an_older_key_still_decrypts_after_rotation(settings):
 def test_a_removed_key_gives_a_clear_error():
     with override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
         auth = XeroAuthorisationFactory()
-    with override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
-        with pytest.raises(ImproperlyConfigured, match="cannot be decrypted"):
-            XeroAuthorisation.objects.get(pk=auth.pk)
+    with (
+        override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]),
+        pytest.raises(ImproperlyConfigured, match="cannot be decrypted"),
+    ):
+        XeroAuthorisation.objects.get(pk=auth.pk)
 
 
 def test_missing_keys_name_the_setting():
-    with override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[]):
-        with pytest.raises(ImproperlyConfigured, match="XERO_TOKEN_ENCRYPTION_KEYS is not set"):
-            crypto.token_encrypt("x")
+    with (
+        override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[]),
+        pytest.raises(ImproperlyConfigured, match="XERO_TOKEN_ENCRYPTION_KEYS is not set"),
+    ):
+        crypto.token_encrypt("x")

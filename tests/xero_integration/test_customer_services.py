@@ -31,9 +31,7 @@ def entity(client, xero_env):
 def _run_all() -> None:
     """Run due jobs until none is left, as workers would."""
     for _ in range(50):
-        due = list(
-            BackgroundJob.objects.filter(state=JobState.QUEUED).values_list("pk", flat=True)
-        )
+        due = list(BackgroundJob.objects.filter(state=JobState.QUEUED).values_list("pk", flat=True))
         if not due:
             return
         for job_id in due:
@@ -59,9 +57,9 @@ def test_unlink_removes_only_the_bms_side(entity, xero_env):
     job_run(job_id=customer_push_enqueue(customer=customer).pk)
     assert record_unlink(obj=customer, user=None) is True
     assert customer_sync_status(customer=customer).colour == "grey"
-    assert [c["Name"] for c in xero_env.sandbox.org(xero_env.nz_tenant_id)["contacts"].values()] == [
-        "Harbour Cafe"
-    ]
+    assert [
+        c["Name"] for c in xero_env.sandbox.org(xero_env.nz_tenant_id)["contacts"].values()
+    ] == ["Harbour Cafe"]
 
 
 def test_an_exclusion_needs_a_reason():
@@ -117,7 +115,10 @@ def test_import_shows_exact_and_near_matches_and_running_it_twice_duplicates_not
         return job, {row["name"]: row for row in job.result["contacts"]}
 
     job, rows = review()
-    assert (rows["Harbour Cafe"]["match"], rows["Harbour Cafe"]["customer_id"]) == ("exact", exact.pk)
+    assert (rows["Harbour Cafe"]["match"], rows["Harbour Cafe"]["customer_id"]) == (
+        "exact",
+        exact.pk,
+    )
     assert (rows["Dockside Deli Ltd."]["match"], rows["Dockside Deli Ltd."]["customer_id"]) == (
         "near",
         near.pk,

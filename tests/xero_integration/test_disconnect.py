@@ -42,7 +42,8 @@ def test_disconnect_page_shows_which_entities_use_the_organisation(admin_client,
     xero_env.connect(admin_client, nz, tenant_ids=[xero_env.nz_tenant_id])
     connection = XeroConnection.objects.get()
     admin_client.post(
-        reverse("xero_integration:link_existing", args=[branch.pk]), {"connection_id": connection.pk}
+        reverse("xero_integration:link_existing", args=[branch.pk]),
+        {"connection_id": connection.pk},
     )
     page = admin_client.get(reverse("xero_integration:disconnect", args=[connection.pk]))
     body = page.content.decode()

@@ -61,8 +61,9 @@ def test_with_the_lock_off_a_correction_is_pushed_as_an_update(world):
     start = world.xero_env.sandbox.last_seq()
     invoice = invoice_update(
         invoice=invoice, data={"reference": "PO 78"},
-        lines=[LineInput(description="Beans 1kg", quantity=Decimal("3"), unit_price=Decimal("24.50"),
-                         account_id=world.sales.pk, tax_rate_id=world.gst.pk)],
+        lines=[LineInput(description="Beans 1kg", quantity=Decimal("3"),
+                         unit_price=Decimal("24.50"), account_id=world.sales.pk,
+                         tax_rate_id=world.gst.pk)],
     )  # fmt: skip
     _run_all()
     xero_invoice = world.xero_invoice(invoice.number)

@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
 
 from admin_jobs.models import BackgroundJob, JobKind, JobState
 from admin_jobs.services import job_run
@@ -15,17 +14,11 @@ from billing.services import (
     credit_note_allocate,
     credit_note_create,
     credit_note_release,
-    invoice_create,
-    invoice_release,
     invoice_void,
 )
 from tests.billing.factories import (
     AccountFactory,
-    AdminUserFactory,
-    CustomerFactory,
-    EntityFactory,
     ProductFactory,
-    TaxRateFactory,
 )
 from xero_integration.invoice_sync import (
     credit_note_push_enqueue,
@@ -33,7 +26,6 @@ from xero_integration.invoice_sync import (
     invoice_push_enqueue,
 )
 from xero_integration.models import XeroConnection, XeroRecordLink
-from xero_integration.services import xero_accounts_pull
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +73,10 @@ def test_a_released_invoice_for_a_never_synced_customer_pushes_the_contact_first
     [
         (LineAmountType.INCLUSIVE, [("3", "11.50", "0"), ("1", "19.99", "0")]),
         (LineAmountType.EXCLUSIVE, [("7", "1.2345", "12.5"), ("3", "25.43", "0")]),
-        (LineAmountType.EXCLUSIVE, [(str(n % 5 + 1), f"{n}.3333", str(n % 3 * 5)) for n in range(1, 41)]),
+        (
+            LineAmountType.EXCLUSIVE,
+            [(str(n % 5 + 1), f"{n}.3333", str(n % 3 * 5)) for n in range(1, 41)],
+        ),
         (LineAmountType.NOTAX, [("2", "9.995", "0")]),
     ],
 )
@@ -108,8 +103,7 @@ def test_an_account_missing_in_xero_fails_before_anything_is_sent(world):
     job = _push(invoice)
     assert job.state == JobState.FAILED
     assert job.error_message == (
-        "Account code 4100 does not exist in Xero's chart of accounts — map it in Admin → "
-        "Accounts."
+        "Account code 4100 does not exist in Xero's chart of accounts — map it in Admin → Accounts."
     )
     assert _calls(world.xero_env, start, "/Invoices") == []
 
@@ -207,8 +201,8 @@ def test_voiding_an_invoice_paid_in_xero_is_refused_with_the_reason(world):
 
 
 def test_item_descriptions_follow_the_entity_setting(world):
-    product = ProductFactory(entity=world.entity, name="Single Origin 1kg", revenue_account=world.sales,
-                             tax_rate=world.gst)  # fmt: skip
+    product = ProductFactory(entity=world.entity, name="Single Origin 1kg",
+                             revenue_account=world.sales, tax_rate=world.gst)  # fmt: skip
     world.entity.sync_item_descriptions = False
     world.entity.save()
     invoice = world.invoice(LineInput(product_id=product.pk, description="Special roast for Sam"),

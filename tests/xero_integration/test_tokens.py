@@ -120,7 +120,9 @@ def test_invalid_grant_marks_every_organisation_of_the_authorisation(client, xer
 def test_a_fresh_token_is_not_refreshed(client, xero_env):
     _, authorisation = _connected(client, xero_env)
     start = xero_env.sandbox.last_seq()
-    assert services.access_token_for(authorisation_id=authorisation.pk) == authorisation.access_token
+    assert (
+        services.access_token_for(authorisation_id=authorisation.pk) == authorisation.access_token
+    )
     assert _refreshes(xero_env, start) == []
 
 

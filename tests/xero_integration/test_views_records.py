@@ -16,7 +16,9 @@ def test_customer_page_shows_identifier_and_last_push_after_sync(client, world):
     url = world.customer.get_absolute_url()
     page = client.get(url).content.decode()
     assert "Never synced with Xero" in page and "Sync Customer with Xero Contact" in page
-    response = client.post(reverse("xero_integration:record_sync", args=["customer", world.customer.pk]))
+    response = client.post(
+        reverse("xero_integration:record_sync", args=["customer", world.customer.pk])
+    )
     assert response["Location"] == url
     _run_all()
     link = XeroRecordLink.objects.get(content_type__model="customer", object_id=world.customer.pk)

@@ -4,7 +4,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 
 from admin_jobs.models import BackgroundJob, JobState
 from billing.models import Entity
@@ -19,7 +19,7 @@ def bar(done: int, total: int, width: int = 30) -> str:
 
 
 def wait_for_jobs(
-    job_ids: Sequence[int], *, out: TextIO, timeout: float, poll: float = 1.0
+    job_ids: Sequence[int], *, out: TextIO | OutputWrapper, timeout: float, poll: float = 1.0
 ) -> list[BackgroundJob]:
     """Poll until every job has finished (or the timeout passes); returns the jobs as last seen."""
     deadline = time.monotonic() + timeout

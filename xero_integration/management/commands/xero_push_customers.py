@@ -17,9 +17,15 @@ class Command(BaseCommand):
     help = "Push customers to their entity's Xero organisation."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--entity", action="append", help="entity code (default: all connected)")
-        parser.add_argument("--all", action="store_true", help="push every customer, not only changes")
-        parser.add_argument("--wait", action="store_true", help="wait and report; exit 1 on failure")
+        parser.add_argument(
+            "--entity", action="append", help="entity code (default: all connected)"
+        )
+        parser.add_argument(
+            "--all", action="store_true", help="push every customer, not only changes"
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="wait and report; exit 1 on failure"
+        )
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
 
     def handle(self, *args: Any, **options: Any) -> None:

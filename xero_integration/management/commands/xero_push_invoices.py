@@ -16,8 +16,12 @@ class Command(BaseCommand):
     help = "Push released invoices to their entity's Xero organisation."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--entity", action="append", help="entity code (default: all connected)")
-        parser.add_argument("--wait", action="store_true", help="wait and report; exit 1 on failure")
+        parser.add_argument(
+            "--entity", action="append", help="entity code (default: all connected)"
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="wait and report; exit 1 on failure"
+        )
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -33,7 +37,9 @@ class Command(BaseCommand):
         for job in failed[:20]:
             self.stdout.write(f"  failed: {job.description}: {job.error_message}")
         done = sum(j.state == JobState.SUCCEEDED for j in jobs)
-        self.stdout.write(f"{done} pushed, {len(failed)} failed, {len(jobs) - done - len(failed)} other.")
+        self.stdout.write(
+            f"{done} pushed, {len(failed)} failed, {len(jobs) - done - len(failed)} other."
+        )
         unfinished = BackgroundJob.objects.filter(
             pk__in=job_ids, state__in=[JobState.QUEUED, JobState.WAITING, JobState.RUNNING]
         ).count()
