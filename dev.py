@@ -31,6 +31,9 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 WEB_PORT = int(os.environ.get("BMS_DEMO_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("BMS_SANDBOX_PORT", "8765"))
+# The demo has no Redis; the Xero rate limiter talks to fakeredis's TCP server instead (a
+# Redis-compatible server with Lua, installed by pip). Production and CI use a real Redis.
+EMBEDDED_REDIS_PORT = int(os.environ.get("BMS_EMBEDDED_REDIS_PORT", "6399"))
 PG_URL = os.environ.get("BMS_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bms")
 REDIS_URL = os.environ.get("BMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -109,6 +112,7 @@ def cmd_demo(extra: list[str]) -> int:
     sandbox_url = f"http://127.0.0.1:{SANDBOX_PORT}"
     for key in ("XERO_API_BASE", "XERO_IDENTITY_BASE", "XERO_LOGIN_BASE"):
         env.setdefault(key, sandbox_url)
+    env.setdefault("XERO_RATE_LIMIT_REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
     env.setdefault("XERO_CLIENT_ID", "BMS-DEMO-CLIENT")
     env.setdefault("XERO_CLIENT_SECRET", "bms-demo-secret")
     env.setdefault("XERO_WEBHOOK_KEY", "bms-demo-webhook-key")
@@ -118,7 +122,9 @@ def cmd_demo(extra: list[str]) -> int:
     env.setdefault("XERO_CONTACT_URL_TEMPLATE", ui + "/contacts/{contact_id}")
     env.setdefault("XERO_INVOICE_URL_TEMPLATE", ui + "/invoices/{invoice_id}")
     env.setdefault("XERO_JOURNAL_URL_TEMPLATE", ui + "/journals")
-    for port, what in ((WEB_PORT, "BMS web"), (SANDBOX_PORT, "Xero sandbox")):
+    ports = ((WEB_PORT, "BMS web"), (SANDBOX_PORT, "Xero sandbox"),
+             (EMBEDDED_REDIS_PORT, "embedded Redis"))  # fmt: skip
+    for port, what in ports:
         if reachable("127.0.0.1", port):
             sys.exit(
                 f"[dev] port {port} ({what}) is already in use; stop whatever runs there first"
@@ -134,6 +140,7 @@ def cmd_demo(extra: list[str]) -> int:
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed when the demo exits
         processes[name] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=log)
 
+    start("redis", [str(PY), "dev.py", "embedded-redis", str(EMBEDDED_REDIS_PORT)])
     if (ROOT / "xero_sandbox").is_dir():
         start(
             "sandbox",
@@ -178,13 +185,29 @@ def cmd_demo(extra: list[str]) -> int:
                 p.kill()
 
 
+def cmd_embedded_redis(port: int) -> int:
+    """Serve fakeredis on loopback (run with the virtual environment's Python)."""
+    from fakeredis import TcpFakeServer  # noqa: PLC0415 - only installed in the venv
+
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def main() -> int:
     if sys.version_info < (3, 11):
         sys.exit("BMS needs Python 3.11 or newer")
-    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "install"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "install", "embedded-redis"}:
         print(__doc__)
         return 2
     command, extra = sys.argv[1], sys.argv[2:]
+    if command == "embedded-redis":
+        return cmd_embedded_redis(int(extra[0]) if extra else EMBEDDED_REDIS_PORT)
     if command == "install":
         install(dev=True)
         return 0

@@ -31,6 +31,7 @@ from datetime import date as date_cls
 from decimal import Decimal
 from typing import Any
 
+import redis
 import urllib3
 from django.conf import settings
 from xero_python.accounting import Account as SdkAccount
@@ -653,6 +654,13 @@ class XeroClient:
         try:
             permit_context = self._limiter.call(self.tenant_id, last_call_at=self._last_call_at)
             permit = permit_context.__enter__()
+        except redis.RedisError as exc:
+            # Without the shared limiter BMS cannot know Xero's budget: wait, never call blind.
+            raise XeroTransientError(
+                f"The rate limiter's Redis is unavailable ({type(exc).__name__}); BMS retries "
+                "later rather than calling Xero without it.",
+                detail={"exception": repr(exc)},
+            ) from None
         except RateLimited as exc:
             raise XeroRateLimitError(
                 f"BMS is pacing calls to this Xero organisation ({exc.reason} limit); it carries "
