@@ -17,6 +17,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("admin/", include("core.urls")),
     path("admin/jobs/", include("admin_jobs.urls")),
+    path("admin/journals/", include("journals.urls")),
     path("xero/", include("xero_integration.urls")),
     path("django-admin/", admin.site.urls),
 ]

@@ -144,6 +144,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "xero_integration.tasks.invoices_push_schedule_task",
         "schedule": crontab(minute=5),
     },
+    # https://crontab.guru/#5_*_*_*_* — hourly: post cost-of-sales journals for each entity whose
+    # local journal hour has passed (catches up missed nights, re-checks changed days).
+    "cost-of-sales-journals": {
+        "task": "journals.tasks.cost_of_sales_journals_run_task",
+        "schedule": crontab(minute=5),
+    },
+    # https://crontab.guru/#40_4_*_*_* — daily: reconcile each Xero organisation with BMS.
+    "xero-reconcile": {
+        "task": "journals.tasks.xero_reconcile_schedule_task",
+        "schedule": crontab(minute=40, hour=4),
+    },
     "xero-tokens-refresh": {
         "task": "xero_integration.tasks.tokens_refresh_schedule_task",
         "schedule": crontab(minute=17, hour=3),

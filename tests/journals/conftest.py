@@ -4,14 +4,16 @@ demo organisation, with the chart of accounts pulled and stock products on 310 /
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from admin_jobs.models import BackgroundJob, JobKind, JobState
 from admin_jobs.services import job_run
-from billing.models import CreditNote, Entity, Invoice, Product
+from billing.models import CreditNote, Customer, Entity, Invoice, Product
 from billing.services import (
     LineInput,
     credit_note_create,
@@ -48,7 +50,7 @@ class Org:
     tenant_id: str
 
     def release_invoice(self, quantity: str, *, product: Product | None = None) -> Invoice:
-        customer = CustomerFactory(entity=self.entity)
+        customer = cast(Customer, CustomerFactory(entity=self.entity))
         invoice = invoice_create(
             entity=self.entity,
             customer=customer,
@@ -58,9 +60,10 @@ class Org:
         return invoice_release(invoice=invoice)
 
     def release_credit_note(self, quantity: str) -> CreditNote:
+        customer = cast(Customer, CustomerFactory(entity=self.entity))
         note = credit_note_create(
             entity=self.entity,
-            customer=CustomerFactory(entity=self.entity),
+            customer=customer,
             issue_date=clock.today_in(self.entity.timezone),
             lines=[LineInput(product_id=self.product.pk, quantity=Decimal(quantity))],
         )
@@ -70,18 +73,22 @@ class Org:
 def _connect(
     client: Client, env: XeroEnv, *, name: str, code: str, tz: str, currency: str, tenant: str
 ) -> Org:
-    entity = EntityFactory(name=name, code=code, timezone=tz, base_currency=currency)
+    entity = cast(Entity, EntityFactory(name=name, code=code, timezone=tz, base_currency=currency))
     env.connect(client, entity, tenant_ids=[tenant])
     connection = XeroConnection.objects.get(tenant_id=tenant)
     xero_accounts_pull(connection=connection)
     connection.refresh_from_db()
-    product = ProductFactory(entity=entity, unit_cost=Decimal("4.00"), sale_price=Decimal("10.00"))
+    product = cast(
+        Product,
+        ProductFactory(entity=entity, unit_cost=Decimal("4.00"), sale_price=Decimal("10.00")),
+    )
     return Org(entity=entity, connection=connection, product=product, tenant_id=tenant)
 
 
 @pytest.fixture
 def admin_client(client: Client) -> Client:
-    client.force_login(AdminUserFactory())
+    admin = cast(User, AdminUserFactory())
+    client.force_login(admin)
     return client
 
 

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
@@ -28,6 +29,7 @@ pytestmark = [
 
 def _reconcile(org):
     job = xero_reconcile_enqueue(connection=org.connection, triggered_by="schedule")
+    assert job is not None
     job_run(job_id=job.pk)
     job.refresh_from_db()
     return job
@@ -38,7 +40,7 @@ def synced(kiwi, xero_env, d1):
     """An invoice and its customer pushed to Xero (through the SDK, as the push will) and linked,
     plus one posted journal."""
     move_to(xero_env, at(d1, 10))
-    customer = CustomerFactory(entity=kiwi.entity, name="Flat White Cafe")
+    customer = cast(Customer, CustomerFactory(entity=kiwi.entity, name="Flat White Cafe"))
     invoice = kiwi.release_invoice("5")
     BmsInvoice.objects.filter(pk=invoice.pk).update(customer=customer)
     sdk = xero_env.sandbox.client()
@@ -129,6 +131,7 @@ def test_a_payment_and_a_rename_made_in_xero_are_reported_with_links(
     assert f"Invoice {invoice.number}: amount paid is 0.00 in BMS but 20.00 in Xero" in (
         job.error_message
     )
+    assert isinstance(job.error_detail, dict)
     drifts = {(d["kind"], d["field"]): d for d in job.error_detail["drifts"]}
     assert set(drifts) == {("invoice", "amount paid"), ("contact", "name")}
     paid = drifts["invoice", "amount paid"]

@@ -8,9 +8,12 @@ from django.core.management import CommandError, call_command
 from django.db.models import F
 
 from admin_jobs.models import JobState
+from admin_jobs.services import job_retry
 from billing.models import AccountType
+from billing.services import payment_record
+from bms import clock
 from journals.models import CostOfSalesJournal, CostOfSalesJournalLine, JournalStatus
-from journals.services import cost_of_sales_journal_post
+from journals.services import cost_of_sales_journal_post, cost_of_sales_journals_run
 from tests.billing.factories import AccountFactory, ProductFactory
 from tests.journals.conftest import at, move_to, run_journal_jobs
 from xero_integration.models import XeroAccount
@@ -129,3 +132,31 @@ def test_a_date_that_has_not_started_is_refused(kiwi, xero_env, d1):
         call_command("journals_post", "--entity", "KIWI", "--date", (d1 + DAY).isoformat())
     assert raised.value.returncode == 1
     assert not CostOfSalesJournal.objects.exists()
+
+
+def test_a_failed_night_is_reported_once_and_posts_after_the_fix_and_retry(kiwi, xero_env, d1):
+    product = _stock_product(kiwi, "090", "Business Bank Account", AccountType.BANK)
+    move_to(xero_env, at(d1, 10))
+    invoice = kiwi.release_invoice("2", product=product)
+    move_to(xero_env, at(d1 + DAY, 1, 5))
+    cost_of_sales_journals_run()
+    [failed] = run_journal_jobs()
+    assert failed.state == JobState.FAILED
+
+    # The day's invoices change (a payment) and it is rebuilt, still failing; the hourly runs do
+    # not pile up a failed job each.
+    payment_record(invoice=invoice, amount=Decimal("1.00"), date=d1 + DAY)
+    move_to(xero_env, at(d1 + DAY, 2, 5))
+    cost_of_sales_journals_run()
+    assert run_journal_jobs() == []
+    assert clock.now() - CostOfSalesJournal.objects.get().checked_at < timedelta(seconds=30)
+
+    # The fix: a current asset stock account on the product; then Retry now on the failed job.
+    product.inventory_account = kiwi.product.inventory_account
+    product.save()
+    job_retry(job=failed, user=None)
+    [retried] = run_journal_jobs()
+    assert retried.pk == failed.pk
+    assert retried.state == JobState.SUCCEEDED
+    journal = CostOfSalesJournal.objects.get()
+    assert (journal.status, journal.total_debit) == (JournalStatus.POSTED, Decimal("8.00"))

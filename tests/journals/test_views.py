@@ -2,8 +2,10 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 import pytest
+from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
@@ -72,18 +74,18 @@ def test_rebuild_and_push_now_are_post_only_admin_only_and_csrf_protected(kiwi, 
     push = reverse("journals:push", args=[journal.pk])
 
     clerk = Client()
-    clerk.force_login(UserFactory())
+    clerk.force_login(cast(User, UserFactory()))
     assert clerk.get(reverse("journals:list")).status_code == 403
     assert clerk.post(push).status_code == 403
 
     admin = Client(enforce_csrf_checks=True)
-    admin.force_login(AdminUserFactory())
+    admin.force_login(cast(User, AdminUserFactory()))
     assert admin.get(push).status_code == 405
     assert admin.post(push).status_code == 403  # no CSRF token
     assert not journal_jobs.exists()
 
     admin = Client()
-    admin.force_login(AdminUserFactory())
+    admin.force_login(cast(User, AdminUserFactory()))
     response = admin.post(rebuild)
     assert response.status_code == 302
     assert _messages(response)[-1].endswith(": ready to post.")
