@@ -642,6 +642,7 @@ def payment_record(
             updated_at=now,
         )
         invoice_amounts_recalculate(invoice=locked)
+        xero_hooks.payment_recorded(payment=payment)
     return payment
 
 

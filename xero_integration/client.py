@@ -973,7 +973,8 @@ class XeroClient:
     ) -> XeroPaymentRecord:
         """PUT /Payments for one payment against an ACCREC invoice."""
         result = self.call(
-            "PUT /Payments",
+            # xero-python's create_payment sends POST /Payments (not PUT).
+            "POST /Payments",
             "create_payment",
             wrote=True,
             payment=SdkPayment(
@@ -1040,9 +1041,14 @@ class XeroClient:
         page_size: int | None = None,
         if_modified_since: datetime | None = None,
         where: str | None = None,
+        order: str | None = None,
     ) -> list[XeroPaymentRecord]:
         kwargs = _present(
-            page=page, page_size=page_size, if_modified_since=if_modified_since, where=where
+            page=page,
+            page_size=page_size,
+            if_modified_since=if_modified_since,
+            where=where,
+            order=order,
         )
         result = self.call("GET /Payments", "get_payments", wrote=False, **kwargs)
         return [_payment_record(row) for row in result.payments or []]

@@ -6,8 +6,11 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 
 from admin_jobs.models import JobTrigger
-from billing.models import CreditNote, Customer, Invoice
+from billing.models import CreditNote, Customer, Invoice, Payment
 from core.selectors import xero_is_enabled
+
+# A module import: payment_sync imports billing.services, which imports this module.
+from xero_integration import payment_sync
 from xero_integration.contact_sync import customer_after_change, customer_is_linked
 from xero_integration.invoice_sync import (
     credit_note_push_enqueue,
@@ -63,3 +66,11 @@ def credit_note_allocated(*, credit_note: CreditNote) -> None:
     """An allocation reaches Xero after both the credit note and its invoice do."""
     if xero_is_enabled():
         credit_note_push_enqueue(credit_note=credit_note, triggered_by=JobTrigger.SYSTEM)
+
+
+def payment_recorded(*, payment: Payment, user: AbstractBaseUser | None = None) -> None:
+    """A cheque or transfer recorded in BMS goes to Xero against its invoice."""
+    if xero_is_enabled():
+        payment_sync.payment_push_enqueue(
+            payment=payment, user=user, triggered_by=JobTrigger.SYSTEM
+        )

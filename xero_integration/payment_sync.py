@@ -3,8 +3,8 @@
 Pull (Xero → BMS), reliability-notes.md §6.1:
 
 * each organisation is pulled with `If-Modified-Since` = the high-water mark (the newest
-  UpdatedDateUTC seen) minus a small overlap, paging 1,000 at a time until a short page, so a poll
-  with nothing new costs one call;
+  UpdatedDateUTC seen) minus a small overlap (payments_pull_since), paging 1,000 at a time until
+  a short page, so a poll with nothing new costs one call;
 * each page is upserted in its own transaction, keyed by Xero's PaymentID (unique on
   `billing.Payment.xero_payment_id`), so re-reading the overlap or a retried page stores nothing
   twice; a payment Xero reports as DELETED is reversed (kept, `is_deleted=True`);
@@ -52,8 +52,10 @@ from admin_jobs.models import (
     JobTrigger,
 )
 from admin_jobs.services import job_enqueue
+
+# A module import: billing.services imports xero_integration.hooks, which may import this module.
+from billing import services as billing_services
 from billing.models import Entity, Invoice, Payment, PaymentSource
-from billing.services import invoice_amounts_recalculate
 from bms import clock
 from xero_integration import client as xero
 from xero_integration.models import (
@@ -91,7 +93,8 @@ PULL_SCHEDULE_SLACK = timedelta(minutes=15)
 # batch of pushes, several payments) collapses into one unstarted job and one pull.
 WEBHOOK_PULL_DELAY = timedelta(seconds=30)
 
-PAYMENT_CREATE = "PUT /Payments"
+# xero-python's create_payment (one payment) is POST /Payments; stored requests use this name.
+PAYMENT_CREATE = "POST /Payments"
 # While the invoice's own push is still unfinished, a payment push checks again this often.
 INVOICE_PUSH_WAIT = timedelta(seconds=60)
 XERO_REFERENCE_MAX = 255
@@ -245,6 +248,7 @@ class _Progress:
     """How far an interrupted pull got; kept on the job so its next attempt resumes there."""
 
     since: str | None
+    started_at: str
     next_page: int
     newest: str | None
 
@@ -261,7 +265,12 @@ def _progress_load(job: BackgroundJob | None, since: datetime | None) -> _Progre
     # Progress made from another cursor (the cursor moved on meanwhile) is stale.
     if raw.get("since") != (since.isoformat() if since else None):
         return None
-    return _Progress(since=raw.get("since"), next_page=int(raw["next_page"]), newest=raw["newest"])
+    return _Progress(
+        since=raw.get("since"),
+        started_at=str(raw["started_at"]),
+        next_page=int(raw["next_page"]),
+        newest=raw.get("newest"),
+    )
 
 
 def _progress_save(job: BackgroundJob | None, progress: _Progress | None) -> None:
@@ -276,6 +285,25 @@ def _progress_save(job: BackgroundJob | None, progress: _Progress | None) -> Non
     job.payload = payload
 
 
+def payments_pull_since(
+    *, high_water_mark: datetime | None, last_pull_started_at: datetime | None
+) -> datetime | None:
+    """The If-Modified-Since of the next pull: the high-water mark, moved back by the overlap
+    as far as needed to re-read what may have been committed late.
+
+    Only a record still uncommitted when the last pull started can have been missed while
+    carrying a stamp at or before the high-water mark; such a stamp is at most PULL_OVERLAP
+    older than that start. So the pull re-reads from min(mark, last start − overlap) — never
+    earlier than mark − overlap — and a poll hours after the last change re-reads nothing.
+    """
+    if high_water_mark is None:
+        return None
+    since = high_water_mark - PULL_OVERLAP
+    if last_pull_started_at is not None:
+        since = max(since, min(high_water_mark, last_pull_started_at - PULL_OVERLAP))
+    return since
+
+
 def payments_pull(
     *, connection: XeroConnection, job: BackgroundJob | None = None
 ) -> PaymentsPullResult:
@@ -284,18 +312,22 @@ def payments_pull(
     Raises the client's errors (XeroTransientError, XeroRateLimitError, XeroAuthError, …) for the
     job engine; pages already stored stay stored and the cursor stays where it was. With `job`,
     a later attempt of the same job resumes at the page after the last one stored.
+    `payments_pulled_at` records when the last complete pull started (what it read is current
+    as of then).
     """
     api = xero_client_for_connection(connection=connection)
-    cursor = XeroConnection.objects.values_list("payments_high_water_mark", flat=True).get(
-        pk=connection.pk
-    )
-    since = cursor - PULL_OVERLAP if cursor is not None else None
+    cursor, last_started = XeroConnection.objects.values_list(
+        "payments_high_water_mark", "payments_pulled_at"
+    ).get(pk=connection.pk)
+    since = payments_pull_since(high_water_mark=cursor, last_pull_started_at=last_started)
     result = PaymentsPullResult(since=since.isoformat() if since else None)
+    started_at = clock.now()
     newest = cursor
     page = 1
     progress = _progress_load(job, since)
     if progress is not None:
         page = progress.next_page
+        started_at = datetime.fromisoformat(progress.started_at)
         result.resumed_at_page = page
         newest = max(filter(None, [newest, _parse(progress.newest)]), default=None)
     while True:
@@ -319,12 +351,14 @@ def payments_pull(
         _progress_save(
             job,
             _Progress(
-                since=result.since, next_page=page, newest=newest.isoformat() if newest else None
+                since=result.since,
+                started_at=started_at.isoformat(),
+                next_page=page,
+                newest=newest.isoformat() if newest else None,
             ),
         )
-    now = clock.now()
     with transaction.atomic():
-        fields: dict[str, Any] = {"payments_pulled_at": now}
+        fields: dict[str, Any] = {"payments_pulled_at": started_at}
         # Never move the cursor backwards (a pull that saw nothing keeps it).
         if newest is not None and (cursor is None or newest > cursor):
             fields["payments_high_water_mark"] = newest
@@ -400,7 +434,7 @@ def _payments_page_store(
                 result.restored += 1
             changed.add(payment.invoice_id)
         for invoice in Invoice.objects.filter(pk__in=changed).order_by("pk"):
-            invoice_amounts_recalculate(invoice=invoice)
+            billing_services.invoice_amounts_recalculate(invoice=invoice)
         result.invoices_updated += len(changed)
         result.invoice_ids.extend(sorted(changed))
         XeroRecordLink.objects.filter(content_type=content_type, object_id__in=touched).update(
@@ -505,9 +539,7 @@ def _invoice_url(*, tenant_id: str, invoice_id: str) -> str:
 
 def _latest_request(payment: Payment) -> XeroRequest | None:
     member = (
-        XeroRequestMember.objects.filter(
-            object_id=payment.pk, request__operation=PAYMENT_CREATE
-        )
+        XeroRequestMember.objects.filter(object_id=payment.pk, request__operation=PAYMENT_CREATE)
         .select_related("request")
         .order_by("-request_id")
         .first()
@@ -563,7 +595,9 @@ def payment_push(*, job: BackgroundJob) -> JobSuccess:
     Xero's validation messages); the client's transient errors propagate for the engine.
     """
     payment = (
-        Payment.objects.select_related("invoice__entity").filter(pk=job.target_object_id).first()
+        Payment.objects.select_related("invoice__entity")
+        .filter(pk=job.target_object_id or 0)
+        .first()
     )
     if payment is None:
         raise JobSkipped("The payment no longer exists in BMS.")
@@ -610,9 +644,8 @@ def payment_push(*, job: BackgroundJob) -> JobSuccess:
     record: xero.XeroPaymentRecord | None = None
     adopted = False
     try:
-        if previous is not None and previous.outcome == "unknown" and (
-            xero_request_is_replayable(previous)
-        ):
+        replayable = previous is not None and xero_request_is_replayable(previous)
+        if previous is not None and previous.outcome == "unknown" and replayable:
             # Inside Xero's window: the same key makes Xero answer with the first response
             # instead of applying the payment twice.
             record = _send(api, previous)
@@ -657,9 +690,9 @@ def _pushed(
     if not already:
         try:
             with transaction.atomic():
-                stored = Payment.objects.filter(
-                    pk=payment.pk, xero_payment_id__isnull=True
-                ).update(xero_payment_id=payment_id, updated_at=now)
+                stored = Payment.objects.filter(pk=payment.pk, xero_payment_id__isnull=True).update(
+                    xero_payment_id=payment_id, updated_at=now
+                )
         except IntegrityError:
             raise PermanentJobError(
                 f"Xero payment {payment_id} is already stored in BMS as another payment; "

@@ -73,11 +73,13 @@ def xero_request_mark(*, request: XeroRequest, outcome: str, status: int | None 
 
 
 def xero_requests_unsettled(*, job_ids: list[int], operation_prefix: str) -> dict[int, XeroRequest]:
-    """For each job, its latest request whose outcome is unknown (the reply was lost)."""
+    """For each job, its latest request whose outcome BMS does not know: the reply was lost
+    ("unknown"), or the worker died after sending and before recording the reply (""). A job
+    runs under a lease, so its own unrecorded request can only be a crashed attempt's."""
     rows = (
         XeroRequestMember.objects.filter(
             job_id__in=job_ids,
-            request__outcome="unknown",
+            request__outcome__in=["", "unknown"],
             request__operation__startswith=operation_prefix,
         )
         .select_related("request")

@@ -4,6 +4,7 @@ from django.db import transaction
 from admin_jobs.models import JobDirection, JobKind, JobTrigger
 from admin_jobs.services import job_enqueue
 from xero_integration.models import XeroEntityLink
+from xero_integration.payment_tasks import payments_pull_schedule_task  # noqa: F401 - registers
 
 
 @shared_task(name="xero_integration.tasks.tokens_refresh_schedule_task")

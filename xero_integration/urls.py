@@ -1,12 +1,13 @@
 from django.urls import path
 
-from xero_integration import views, views_records
+from xero_integration import views, views_records, webhooks
 
 app_name = "xero_integration"
 urlpatterns = [
     path("integrations/", views.integrations, name="integrations"),
     path("connect/<int:entity_id>/", views.connect, name="connect"),
     path("callback/", views.callback, name="callback"),
+    path("webhooks/", webhooks.xero_webhook, name="webhooks"),
     path("choose/", views.choose, name="choose"),
     path("entities/<int:entity_id>/link/", views.link_existing, name="link_existing"),
     path("connections/<int:connection_id>/disconnect/", views.disconnect, name="disconnect"),

@@ -155,6 +155,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "journals.tasks.xero_reconcile_schedule_task",
         "schedule": crontab(minute=40, hour=4),
     },
+    # https://crontab.guru/#5_*_*_*_* — hourly: pull payments of organisations in business
+    # hours whose last pull is two hours old.
+    "xero-payments-pull": {
+        "task": "xero_integration.tasks.payments_pull_schedule_task",
+        "schedule": crontab(minute=5),
+    },
     "xero-tokens-refresh": {
         "task": "xero_integration.tasks.tokens_refresh_schedule_task",
         "schedule": crontab(minute=17, hour=3),

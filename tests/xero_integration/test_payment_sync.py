@@ -4,6 +4,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -196,8 +197,16 @@ def test_re_reading_the_overlap_stores_nothing_twice(entity, xero_env):
     assert invoice.amount_paid == Decimal("10.00")
 
 
+@pytest.mark.parametrize(
+    ("fault", "state_after"),
+    [
+        ({"kind": "error", "status": 500}, JobState.QUEUED),  # transient: retried later
+        ({"kind": "rate_limit", "retry_after": 60, "problem": "minute"}, JobState.WAITING),
+    ],
+    ids=["server-error", "rate-limited"],
+)
 def test_a_page_failing_midway_keeps_the_cursor_and_the_retry_stores_nothing_twice(
-    entity, xero_env, monkeypatch
+    entity, xero_env, monkeypatch, fault, state_after, redis_url
 ):
     invoice, xero_id = synced_invoice(xero_env, entity, unit_price=Decimal("2000.00"))
     _many_payments(xero_env, xero_id, 1500)
@@ -206,20 +215,24 @@ def test_a_page_failing_midway_keeps_the_cursor_and_the_retry_stores_nothing_twi
     def second_page_fails_once(self, **kwargs):
         if kwargs.get("page") == 2 and not getattr(second_page_fails_once, "fired", False):
             second_page_fails_once.fired = True
-            xero_env.sandbox.set_fault("error", "GET /Payments", count=1, status=500)
+            xero_env.sandbox.set_fault(route="GET /Payments", count=1, **fault)
         return real_get(self, **kwargs)
 
     monkeypatch.setattr(xero_client.XeroClient, "payments_get", second_page_fails_once)
 
     job = _pull()
 
-    assert job.state == JobState.QUEUED  # transient: retried later
+    assert job.state == state_after
     assert Payment.objects.count() == 1000  # the first page committed
     connection = XeroConnection.objects.get()
     assert connection.payments_high_water_mark is None
     assert connection.payments_pulled_at is None
 
     xero_env.advance(120)
+    # The shared limiter keeps Xero's pause in Redis on the real clock: let it pass too.
+    limiter = redis.Redis.from_url(redis_url)
+    for key in limiter.scan_iter("bms:xero-rl*:pause"):
+        limiter.delete(key)
     start = xero_env.sandbox.last_seq()
     job = run(job)
 
@@ -392,3 +405,10 @@ def test_the_next_pull_re_reads_only_what_may_have_been_committed_late():
     assert payments_pull_since(high_water_mark=mark, last_pull_started_at=started) == (
         mark - overlap
     )
+
+
+def test_the_command_names_an_organisation_that_needs_re_authorising(entity, xero_env):
+    XeroConnection.objects.update(status=ConnectionStatus.NEEDS_REAUTH)
+    with pytest.raises(CommandError, match="Not pulled, re-authorise first: "):
+        call_command("xero_pull_payments", "--wait")
+    assert not BackgroundJob.objects.filter(kind=JobKind.PULL_PAYMENTS).exists()

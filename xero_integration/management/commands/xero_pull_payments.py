@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from admin_jobs.models import BackgroundJob, JobState
 from billing.models import Entity
 from xero_integration.management.commands._progress import wait_for_jobs
-from xero_integration.models import XeroEntityLink
+from xero_integration.models import ConnectionStatus, XeroEntityLink
 from xero_integration.payment_sync import payments_pull_enqueue
 
 
@@ -30,20 +30,34 @@ class Command(BaseCommand):
         links = self._links(options["entity"])
         jobs: list[BackgroundJob] = []
         seen: set[int] = set()
+        not_connected: list[str] = []
         for link in links:
-            assert link.connection is not None
-            if link.connection.pk in seen:
+            connection = link.connection
+            assert connection is not None
+            if connection.pk in seen:
                 continue  # another entity of the same organisation already asked
-            seen.add(link.connection.pk)
-            job = payments_pull_enqueue(connection=link.connection)
+            seen.add(connection.pk)
+            if connection.status != ConnectionStatus.CONNECTED:
+                # Its pull would only wait for a re-authorisation: say so instead of waiting.
+                not_connected.append(connection.tenant_name)
+                self.stderr.write(
+                    f"{connection.tenant_name} is {connection.get_status_display().lower()}: "
+                    "re-authorise it in Admin → Integrations, then pull again."
+                )
+                continue
+            job = payments_pull_enqueue(connection=connection)
             if job is None:
                 continue
             jobs.append(job)
-            self.stdout.write(f"{link.connection.tenant_name}: job #{job.pk} — {job.description}")
-        if not options["wait"] or not jobs:
-            return
+            self.stdout.write(f"{connection.tenant_name}: job #{job.pk} — {job.description}")
+        if options["wait"] and jobs:
+            self._wait(jobs, timeout=options["timeout"])
+        if not_connected:
+            raise CommandError(f"Not pulled, re-authorise first: {', '.join(not_connected)}.")
+
+    def _wait(self, jobs: list[BackgroundJob], *, timeout: float) -> None:
         finished = wait_for_jobs(
-            [j.pk for j in jobs], out=cast(TextIO, self.stdout), timeout=options["timeout"]
+            [j.pk for j in jobs], out=cast(TextIO, self.stdout), timeout=timeout
         )
         failed = [j for j in finished if j.state == JobState.FAILED]
         unfinished = [j for j in finished if not j.is_finished]
