@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -287,9 +288,7 @@ def access_token_for(*, authorisation_id: int) -> str:
         if auth.access_token_expires_at > clock.now() + REFRESH_MARGIN:
             return str(auth.access_token)
         try:
-            tokens = xero.token_refresh(
-                refresh_token=str(auth.refresh_token), scopes=auth.scopes.split()
-            )
+            tokens = _token_refresh_with_retries(auth)
         except xero.XeroAuthError as exc:
             refused = exc
             auth.last_refresh_error = exc.message
@@ -316,6 +315,25 @@ def access_token_for(*, authorisation_id: int) -> str:
     if refused is not None:
         raise refused
     return str(auth.access_token)
+
+
+REFRESH_RETRY_PAUSES = (0.2, 1.0)
+
+
+def _token_refresh_with_retries(auth: XeroAuthorisation) -> xero.TokenSet:
+    """Refresh, retrying at once when the reply is lost: Xero honours the previous refresh token
+    for only 30 minutes after it rotated (xero-api-notes.md §5), so waiting for the job's own
+    back-off could let that grace run out and lose the connection."""
+    for pause in (*REFRESH_RETRY_PAUSES, None):
+        try:
+            return xero.token_refresh(
+                refresh_token=str(auth.refresh_token), scopes=auth.scopes.split()
+            )
+        except xero.XeroTransientError:
+            if pause is None:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def _connections_need_reauth(*, connection_ids: list[int], reason: str) -> None:
