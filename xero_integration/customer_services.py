@@ -165,6 +165,9 @@ def _bulk_children(entity: Entity, customer_ids: list[int] | None) -> Iterator[J
 def customers_bulk_sync_run(*, job: BackgroundJob) -> JobSuccess:
     """The bulk job's own handler: adds one push per customer as its parts, in batches."""
     assert job.entity is not None
+    if job.children.exists():
+        # A retry of a parent whose parts were already added must not add them twice.
+        return JobSuccess(result={"customers": job.children.count()})
     added = job_enqueue_children(
         parent=job, children=_bulk_children(job.entity, job.payload.get("customer_ids"))
     )

