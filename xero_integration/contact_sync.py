@@ -55,7 +55,9 @@ logger = logging.getLogger(__name__)
 CONTACT_NUMBER_PREFIX = "BMS-C"
 CONTACT_OPERATIONS = ("PUT /Contacts", "POST /Contacts")
 NAME_TAKEN = "is already assigned to another contact"
-NUMBER_TAKEN = "ContactNumber"
+# Xero's exact wording for a taken ContactNumber is not confirmed (xero-api-notes.md §7): match
+# either spelling, case-insensitively.
+NUMBER_TAKEN_MARKERS = ("contact number", "contactnumber")
 NOT_FOUND = "could not be found"
 
 
@@ -237,10 +239,16 @@ class _Batch:
         if result.contact_id:
             self.link(item.customer, result.contact_id, pushed=True)
             self.success(item, result.contact_id, created=True)
+        elif any(
+            marker in message.lower() and "already" in message.lower()
+            for message in result.errors
+            for marker in NUMBER_TAKEN_MARKERS
+        ):
+            # Our own ContactNumber is taken: an earlier attempt created it. That settles it
+            # before any name matching.
+            self.adopt_by_number(item, result)
         elif any(NAME_TAKEN in message for message in result.errors):
             self.name_taken(item, result)
-        elif any(NUMBER_TAKEN in message for message in result.errors):
-            self.adopt_by_number(item, result)
         else:
             self.refused(item, result.errors)
 

@@ -131,7 +131,8 @@ class Parser:
     def parse_literal(self) -> Any:
         kind, value = self.take()
         if kind == "string":
-            return bytes(value[1:-1], "utf-8").decode("unicode_escape")
+            # Only \" and \\ are escapes; "unicode_escape" would mangle non-ASCII names.
+            return re.sub(r"\\(.)", r"\1", value[1:-1])
         if kind == "number":
             return Decimal(value)
         if kind == "ident":

@@ -151,3 +151,20 @@ def test_where_ids_search_paging_and_get_by_number(xero):
         page.pagination.item_count,
     ) == (2, 2, 3, 5)
     assert api.get_contact_by_contact_number(tenant, "S-04").contacts[0].contact_id == ids[4]
+
+
+def test_where_matches_names_with_accents_apostrophes_and_escaped_quotes(xero):
+    from xero_python.accounting import Contact, Contacts
+
+    names = ["Zoë's Crêperie", 'The "Best" Beans']
+    xero.accounting.create_contacts(
+        xero.tenant_id, Contacts(contacts=[Contact(name=n) for n in names])
+    )
+    found = xero.accounting.get_contacts(xero.tenant_id, where='Name=="Zoë\'s Crêperie"')
+    assert [c.name for c in found.contacts] == ["Zoë's Crêperie"]
+    lowered = xero.accounting.get_contacts(
+        xero.tenant_id, where='Name.ToLower()=="zoë\'s crêperie"'
+    )
+    assert [c.name for c in lowered.contacts] == ["Zoë's Crêperie"]
+    quoted = xero.accounting.get_contacts(xero.tenant_id, where='Name=="The \\"Best\\" Beans"')
+    assert [c.name for c in quoted.contacts] == ['The "Best" Beans']
