@@ -18,7 +18,6 @@ from tests.billing.factories import (
 pytestmark = pytest.mark.django_db
 
 
-
 @pytest.fixture
 def staff_client(client: Client) -> Client:
     client.force_login(UserFactory())

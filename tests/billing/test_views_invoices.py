@@ -31,7 +31,6 @@ pytestmark = pytest.mark.django_db
 ISSUE = date(2026, 11, 10)
 
 
-
 @pytest.fixture
 def staff_client(client: Client) -> Client:
     client.force_login(UserFactory())
