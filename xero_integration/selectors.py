@@ -2,7 +2,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Exists, Model, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet
+from django.urls import reverse
 
 from billing.models import Account, Customer, Entity, TaxRate
 from xero_integration.contact_sync import customer_snapshot
@@ -129,3 +130,33 @@ def queryset_filter_synced(queryset: QuerySet[Any], synced: str) -> QuerySet[Any
         content_type=ContentType.objects.get_for_model(queryset.model), object_id=OuterRef("pk")
     )
     return queryset.filter(Exists(linked)) if synced == "yes" else queryset.filter(~Exists(linked))
+
+
+def connection_banner_for_user(*, user: Any) -> dict[str, str] | None:
+    """A banner for everyone while an organisation needs re-authorising (Xero-side disconnect,
+    revoked or expired refresh token) or its scheduled token refresh failed: its jobs are paused
+    until an admin acts."""
+    from core.selectors import xero_is_enabled  # noqa: PLC0415 - core imports this module's app
+
+    if not xero_is_enabled():
+        return None
+    rows = list(
+        XeroConnection.objects.filter(
+            Q(status__in=["needs_reauth", "error"])
+            | Q(status="connected", authorisation__last_refresh_error__gt="")
+        ).values_list("tenant_name", "status")[:4]
+    )
+    if not rows:
+        return None
+    broken = [name for name, status in rows if status != "connected"]
+    names = ", ".join(broken)
+    text = (
+        f"Xero needs re-authorising for {names}: syncing is paused until an admin re-authorises it"
+        if broken
+        else "A scheduled Xero token refresh failed: check Admin → Integrations"
+    )
+    return {
+        "text": text,
+        "url": reverse("xero_integration:integrations"),
+        "link_text": "Open Integrations",
+    }

@@ -174,7 +174,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 BMS_JOB_LEASE_SECONDS = env.int("BMS_JOB_LEASE_SECONDS", default=360)
 BMS_JOB_RETRY_HORIZON_HOURS = env.int("BMS_JOB_RETRY_HORIZON_HOURS", default=24)
 BMS_LIST_PAGE_SIZE = 50
-BMS_BANNER_PROVIDERS: list[str] = ["admin_jobs.selectors.job_banner_for_user"]
+BMS_BANNER_PROVIDERS: list[str] = [
+    "admin_jobs.selectors.job_banner_for_user",
+    "xero_integration.selectors.connection_banner_for_user",
+]
 
 LOGGING = {
     "version": 1,

@@ -236,7 +236,7 @@ def test_the_detail_page_runs_a_fixed_number_of_queries(
     note = released_note(entity, books, lines=line_count)
     GeneralSettings.objects.get_or_create(pk=1)
 
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(15):
         response = staff_client.get(note.get_absolute_url())
 
     assert response.status_code == 200

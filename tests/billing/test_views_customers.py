@@ -219,7 +219,7 @@ def test_the_detail_page_runs_a_fixed_number_of_queries(
         )
     GeneralSettings.objects.get_or_create(pk=1)
 
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(13):
         response = staff_client.get(customer.get_absolute_url())
 
     assert response.status_code == 200

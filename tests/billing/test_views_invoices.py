@@ -501,7 +501,7 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(client: Client) -> None:
 
 # Session, user, invoice (with entity, customer, creator), lines (with product, account, tax
 # rate), payments, credit allocations, then the navigation's admin-group and settings lookups.
-DETAIL_QUERY_BOUND = 14
+DETAIL_QUERY_BOUND = 16
 
 
 @pytest.mark.parametrize("line_count", [1, 60])

@@ -120,3 +120,21 @@ def test_a_disconnect_made_in_xero_pauses_jobs_without_failing_them(admin_client
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED
     assert job.result == {"accounts": 13, "tax_rates": 4}
+
+
+def test_the_banner_tells_every_user_when_an_organisation_needs_reauthorising(client, xero_env):
+    from tests.billing.factories import UserFactory
+
+    client.force_login(AdminUserFactory())
+    entity = EntityFactory(name="Kiwi Coffee Roasters Ltd")
+    xero_env.connect(client, entity, tenant_ids=[xero_env.nz_tenant_id])
+    client.logout()
+    client.force_login(UserFactory())
+    page = client.get(reverse("billing:customer_list")).content.decode()
+    assert "Xero needs re-authorising" not in page
+    XeroConnection.objects.update(status=ConnectionStatus.NEEDS_REAUTH)
+    page = client.get(reverse("billing:customer_list")).content.decode()
+    assert (
+        "Xero needs re-authorising for Kiwi Coffee Roasters Ltd: syncing is paused until an "
+        "admin re-authorises it" in page
+    )
