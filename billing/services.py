@@ -311,23 +311,30 @@ def _validate_header(
 # --- Invoices ------------------------------------------------------------------------------------
 
 
+def _line_values(line: _ResolvedLine, position: int) -> dict[str, Any]:
+    """The stored fields of an invoice or credit note line."""
+    return {
+        "position": position,
+        "product": line.product,
+        "description": line.description,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "discount_rate": line.discount_rate,
+        "account": line.account,
+        "tax_rate": line.tax_rate,
+        "line_amount": line.figures.line_amount,
+        "tax_amount": line.figures.tax_amount,
+    }
+
+
 def _invoice_write_lines(*, invoice: Invoice, lines: list[_ResolvedLine]) -> None:
     invoice.lines.all().delete()
     is_released = invoice.status == DocumentStatus.RELEASED
     InvoiceLine.objects.bulk_create(
         InvoiceLine(
             invoice=invoice,
-            position=position,
-            product=line.product,
-            description=line.description,
-            quantity=line.quantity,
-            unit_price=line.unit_price,
-            discount_rate=line.discount_rate,
-            account=line.account,
-            tax_rate=line.tax_rate,
-            line_amount=line.figures.line_amount,
-            tax_amount=line.figures.tax_amount,
             unit_cost=line.product.unit_cost if is_released and line.product else None,
+            **_line_values(line, position),
         )
         for position, line in enumerate(lines, start=1)
     )
@@ -685,19 +692,7 @@ def credit_note_create(
 def _credit_note_write_lines(*, note: CreditNote, lines: list[_ResolvedLine]) -> None:
     note.lines.all().delete()
     CreditNoteLine.objects.bulk_create(
-        CreditNoteLine(
-            credit_note=note,
-            position=position,
-            product=line.product,
-            description=line.description,
-            quantity=line.quantity,
-            unit_price=line.unit_price,
-            discount_rate=line.discount_rate,
-            account=line.account,
-            tax_rate=line.tax_rate,
-            line_amount=line.figures.line_amount,
-            tax_amount=line.figures.tax_amount,
-        )
+        CreditNoteLine(credit_note=note, **_line_values(line, position))
         for position, line in enumerate(lines, start=1)
     )
     totals = money.document_totals(
