@@ -20,6 +20,7 @@ import socket
 import traceback
 import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -76,6 +77,12 @@ RETRY_JITTER = 0.25
 # A countdown this short is safe (far below the broker's visibility timeout); anything longer is
 # left to the sweeper, which re-publishes the job once not_before has passed.
 SHORT_WAIT_SECONDS = 5
+# A wait for a time (Xero's rate-limit window: about a minute) is woken by a countdown instead of
+# the 30-second sweeper, which left idle gaps in every minute of a backlog
+# (bench/invoices_bench.py). Still far below the broker's 900 s visibility timeout, past which
+# countdowns are re-delivered (reliability-notes.md §2.3). Retries after failures keep the
+# sweeper: their back-off starts at 30 s and nothing is lost by waking them a little late.
+TIMED_WAIT_COUNTDOWN_SECONDS = 65
 # The sweeper re-publishes a due job only if nobody has published it for this long: its message
 # may simply be waiting in the queue behind others.
 REPUBLISH_AFTER = timedelta(seconds=60)
@@ -121,12 +128,26 @@ def _publish(job_ids: list[int], countdown: float | None) -> None:
             job_run_task.apply_async((job_id,))
 
 
+# While a batch's outcomes are recorded, the wake-ups they cause (e.g. 50 invoices unblocked by
+# 50 contact pushes) are held and sent once the batch is recorded, so the first one claims a full
+# batch instead of each commit waking a batch of one.
+_held_wake_ups: ContextVar[list[tuple[list[int], float | None]] | None] = ContextVar(
+    "_held_wake_ups", default=None
+)
+
+
 def _publish_on_commit(job_ids: list[int], *, countdown: float | None = None) -> None:
     """Send the wake-ups after commit. robust=True: a broker outage must not break the caller's
     other on_commit callbacks; the jobs are committed and the sweeper will publish them."""
     if not job_ids:
         return
     ids = list(job_ids)
+    held = _held_wake_ups.get()
+    if held is not None:
+        # Sent after the whole batch is recorded (job_run); a wake-up whose transaction rolled
+        # back is harmless: the claim refuses a job that is not due.
+        held.append((ids, countdown))
+        return
 
     # A named function, not a partial: Django logs a failing robust callback by its __qualname__.
     def publish_job_wake_ups() -> None:
@@ -135,19 +156,27 @@ def _publish_on_commit(job_ids: list[int], *, countdown: float | None = None) ->
     transaction.on_commit(publish_job_wake_ups, robust=True)
 
 
-def _wake_countdown(*, not_before: datetime | None, now: datetime) -> float | None:
+def _wake_countdown(
+    *, not_before: datetime | None, now: datetime, longest: float = SHORT_WAIT_SECONDS
+) -> float | None:
     """None when the sweeper should wake the job; else the countdown to publish with (0 = now)."""
     if not_before is None:
         return None
     wait = (not_before - now).total_seconds()
-    if wait > SHORT_WAIT_SECONDS:
+    if wait > longest:
         return None
     return max(wait, 0.0)
 
 
-def _schedule_wake(job_id: int, *, not_before: datetime | None, now: datetime) -> datetime | None:
+def _schedule_wake(
+    job_id: int,
+    *,
+    not_before: datetime | None,
+    now: datetime,
+    longest: float = SHORT_WAIT_SECONDS,
+) -> datetime | None:
     """Publish now or with a short countdown; return the published_at to store (None = sweeper)."""
-    countdown = _wake_countdown(not_before=not_before, now=now)
+    countdown = _wake_countdown(not_before=not_before, now=now, longest=longest)
     if countdown is None:
         return None
     _publish_on_commit([job_id], countdown=countdown or None)
@@ -688,14 +717,24 @@ def job_run(*, job_id: int) -> None:
     logger.info("job %s: running %s (batch of %d)", job.pk, job.kind, len(jobs))
     outcomes = _handler_call(handler, jobs)
     failed_to_record: list[int] = []
-    for each in jobs:
-        try:
-            _job_record_outcome(job=each, outcome=outcomes[each.pk])
-        except DatabaseError:
-            # Record the rest of the batch; this job keeps its lease, which expires, and the
-            # sweeper hands it to another worker (handlers are idempotent by contract).
-            logger.exception("job %s: could not record its outcome", each.pk)
-            failed_to_record.append(each.pk)
+    held: list[tuple[list[int], float | None]] = []
+    token = _held_wake_ups.set(held)
+    try:
+        for each in jobs:
+            try:
+                _job_record_outcome(job=each, outcome=outcomes[each.pk])
+            except DatabaseError:
+                # Record the rest of the batch; this job keeps its lease, which expires, and the
+                # sweeper hands it to another worker (handlers are idempotent by contract).
+                logger.exception("job %s: could not record its outcome", each.pk)
+                failed_to_record.append(each.pk)
+    finally:
+        _held_wake_ups.reset(token)
+        now_due = [job_id for ids, countdown in held if not countdown for job_id in ids]
+        _publish_on_commit(now_due)
+        for ids, countdown in held:
+            if countdown:
+                _publish_on_commit(ids, countdown=countdown)
     if failed_to_record:
         raise DatabaseError(f"Could not record the outcome of jobs {failed_to_record}.")
 
@@ -848,7 +887,16 @@ def _job_record_outcome(*, job: BackgroundJob, outcome: Outcome) -> bool:
             job.refresh_from_db()
             _parent_maybe_finish(parent=job, now=now)
         elif state in (JobState.QUEUED, JobState.WAITING):
-            published_at = _schedule_wake(job.pk, not_before=fields["not_before"], now=now)
+            published_at = _schedule_wake(
+                job.pk,
+                not_before=fields["not_before"],
+                now=now,
+                longest=(
+                    TIMED_WAIT_COUNTDOWN_SECONDS
+                    if isinstance(outcome, JobWait)
+                    else SHORT_WAIT_SECONDS
+                ),
+            )
             if published_at is not None:
                 BackgroundJob.objects.filter(pk=job.pk).update(published_at=published_at)
         else:

@@ -5,6 +5,14 @@ from django.shortcuts import redirect
 from django.urls import include, path
 
 
+def _superusers_only(request: HttpRequest) -> bool:
+    # Django's admin site is a maintenance tool; billing staff (is_staff) use BMS's own pages.
+    return bool(request.user.is_active and request.user.is_superuser)
+
+
+admin.site.has_permission = _superusers_only  # type: ignore[method-assign]
+
+
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 

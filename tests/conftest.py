@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 
 from bms import clock
+from tests.security.log_guard import secret_log_guard, secret_log_guard_test  # noqa: F401
 from xero_sandbox.testing import sandbox, sandbox_server, xero
 
 __all__ = ["sandbox", "sandbox_server", "xero"]

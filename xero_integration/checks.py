@@ -1,6 +1,6 @@
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Warning, register
 from django.db import DatabaseError
 
 
@@ -19,12 +19,14 @@ def xero_configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Che
         return []  # not migrated yet: nothing is selected
     if not enabled:
         return []
+    # A warning, not an error: it must not stop migrate or other commands (an admin may be about
+    # to pick another package), but every start prints it.
     return [
-        Error(
+        Warning(
             f"Xero is the selected accounting package but {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not set.",
             hint="Set them in the environment (see .env.example), or pick another accounting "
             "package in Admin → General Settings.",
-            id="xero_integration.E001",
+            id="xero_integration.W001",
         )
     ]

@@ -757,6 +757,10 @@ class XeroClient:
             for row in result.accounts or []
         ]
 
+    def currencies_list(self) -> list[str]:
+        result = self.call("GET /Currencies", "get_currencies", wrote=False)
+        return [_enum(row.code) for row in result.currencies or []]
+
     def tax_rates_list(self) -> list[TaxRate]:
         result = self.call("GET /TaxRates", "get_tax_rates", wrote=False)
         return [

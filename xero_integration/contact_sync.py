@@ -462,10 +462,37 @@ def customers_push(*, jobs: list[BackgroundJob]) -> dict[int, Outcome]:
 
 
 def _send_updates(batch: _Batch, chunk: list[_Pending]) -> None:
-    data = []
+    # One look first (≤ 50 ids, within Xero's practical IDs limit, notes §4): an update POSTed
+    # to an archived contact would change it in Xero and only then be reported.
+    ids = [item.link.xero_id for item in chunk if item.link is not None]
+    found = {c.contact_id: c for c in batch.api.contacts_get(ids=ids, include_archived=True)}
+    sendable = []
     for item in chunk:
         assert item.link is not None
-        data.append(customer_contact_data(customer=item.customer, contact_id=item.link.xero_id))
+        contact = found.get(item.link.xero_id)
+        if contact is None:
+            batch.outcomes[item.job.pk] = PermanentJobError(
+                f"The Xero contact for {item.customer.name} ({item.link.xero_id}) was deleted in "
+                "Xero. Use Delete Integration here, then sync again to create a new contact.",
+                detail={"contact_id": item.link.xero_id},
+            )
+        elif contact.status != "ACTIVE":
+            batch.outcomes[item.job.pk] = PermanentJobError(
+                f"The Xero contact for {item.customer.name} is archived in Xero. Restore it in "
+                "Xero and sync again, or use Delete Integration here and sync to create a new "
+                "contact.",
+                detail={"contact_id": item.link.xero_id, "status": contact.status},
+            )
+        else:
+            sendable.append(item)
+    if not sendable:
+        return
+    chunk = sendable
+    data = [
+        customer_contact_data(customer=item.customer, contact_id=item.link.xero_id)
+        for item in chunk
+        if item.link is not None
+    ]
     results = batch.send("POST /Contacts", chunk, data)
     for item, result in zip(chunk, results or [], strict=False):
         batch.updated(item, result)

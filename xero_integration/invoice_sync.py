@@ -59,6 +59,35 @@ from xero_integration.services import xero_client_for_entity
 logger = logging.getLogger(__name__)
 
 NUMBER_TAKEN = "must be unique"
+# Xero's refusals name the problem; these name the fix (matched on Xero's texts, notes §8).
+REFUSAL_FIXES = (
+    (
+        "is archived",
+        "Restore the contact in Xero, or use Delete Integration on the customer and sync it to "
+        "create a new contact; then sync this again.",
+    ),
+    (
+        "not subscribed to currency",
+        "Add the currency in Xero (Settings → Currencies), or raise the document in the "
+        "organisation's currency.",
+    ),
+    (
+        "cannot be used with account code",
+        "Map the tax rate to a tax type Xero allows on that account in Admin → Accounts.",
+    ),
+    (
+        "lock date",
+        "Change the date, or ask your accountant to move the lock date in Xero.",
+    ),
+)
+
+
+def _with_fix(errors: list[str]) -> str:
+    text = "; ".join(errors)
+    fixes = [fix for marker, fix in REFUSAL_FIXES if marker in text.lower()]
+    return " ".join([text, *dict.fromkeys(fixes)])
+
+
 ALLOCATED = "has a payment or credit note allocated"
 UNIT = Decimal("0.0001")
 
@@ -205,7 +234,7 @@ def invoice_document_data(
                 tax_type=line.tax_rate.xero_tax_type if line.tax_rate else "",
                 discount_rate=line.discount_rate or None,
             )
-            for line in invoice.lines.all()
+            for line in _document_lines(invoice)
         ],
     )
 
@@ -214,7 +243,7 @@ def credit_note_document_data(
     *, credit_note: CreditNote, contact_id: str, xero_id: str | None
 ) -> xero.DocumentData:
     lines = []
-    for line in credit_note.lines.all():
+    for line in _document_lines(credit_note):
         # Xero allows no discounts on credit notes (xero-api-notes.md §11): fold the discount
         # into the unit amount, at the 4 decimals unitdp=4 allows.
         unit = line.unit_price
@@ -246,18 +275,46 @@ def credit_note_document_data(
 # --- Pre-push check -----------------------------------------------------------------------------
 
 
-def document_prepush_problems(*, document: Invoice | CreditNote) -> list[str]:
+@dataclass(frozen=True)
+class OrganisationFacts:
+    """What BMS last pulled from an entity's organisation, loaded once per batch."""
+
+    tenant_id: str
+    connection: XeroConnection | None
+    accounts: dict[str, XeroAccount]
+    tax_types: dict[str, XeroTaxRate]
+
+
+def organisation_facts(*, entity_id: int) -> OrganisationFacts | None:
+    link = XeroEntityLink.objects.filter(entity_id=entity_id).first()
+    if link is None:
+        return None
+    tenant = link.tenant_id
+    return OrganisationFacts(
+        tenant_id=tenant,
+        connection=XeroConnection.objects.filter(tenant_id=tenant).first(),
+        accounts={a.code: a for a in XeroAccount.objects.filter(connection__tenant_id=tenant)},
+        tax_types={t.tax_type: t for t in XeroTaxRate.objects.filter(connection__tenant_id=tenant)},
+    )
+
+
+def _document_lines(document: Invoice | CreditNote) -> Any:
+    prefetched = getattr(document, "_prefetched_objects_cache", {})
+    if "lines" in prefetched:
+        return document.lines.all()
+    return document.lines.select_related("account", "tax_rate", "product")
+
+
+def document_prepush_problems(
+    *, document: Invoice | CreditNote, facts: OrganisationFacts | None = None
+) -> list[str]:
     """What Xero would reject, in plain words with the fix, checked against what BMS last pulled
     from the organisation (Admin → Accounts). Shown on the invoice page before the first push."""
     problems: list[str] = []
-    link = XeroEntityLink.objects.filter(entity_id=document.entity_id).first()
-    if link is None:
+    facts = facts or organisation_facts(entity_id=document.entity_id)
+    if facts is None:
         return [f"{document.entity} is not connected to Xero: connect it in Admin → Integrations."]
-    connection = XeroConnection.objects.filter(tenant_id=link.tenant_id).first()
-    accounts = {a.code: a for a in XeroAccount.objects.filter(connection__tenant_id=link.tenant_id)}
-    tax_types = {
-        t.tax_type: t for t in XeroTaxRate.objects.filter(connection__tenant_id=link.tenant_id)
-    }
+    connection, accounts, tax_types = facts.connection, facts.accounts, facts.tax_types
     customer = document.customer
     if _link(customer) is None and _excluded(customer) is not None:
         problems.append(
@@ -266,7 +323,7 @@ def document_prepush_problems(*, document: Invoice | CreditNote) -> list[str]:
         )
     if customer.is_archived:
         problems.append(f"Customer {customer.name} is archived in BMS; unarchive it first.")
-    for line in document.lines.select_related("account", "tax_rate"):
+    for line in _document_lines(document):
         label = f"Line {line.position}"
         if line.account is None:
             problems.append(f"{label} has no account.")
@@ -294,6 +351,13 @@ def document_prepush_problems(*, document: Invoice | CreditNote) -> list[str]:
                 f"Tax type {line.tax_rate.xero_tax_type} (“{line.tax_rate.name}”) does not exist "
                 "in the Xero organisation — map the tax rate again in Admin → Accounts."
             )
+    known = connection.currencies if connection else []
+    if known and document.currency not in known:
+        problems.append(
+            f"The Xero organisation is not subscribed to {document.currency}: add the currency "
+            "in Xero (Settings → Currencies) and pull the accounts again, or raise the document "
+            f"in {connection.base_currency if connection else 'its base currency'}."
+        )
     lock = connection.period_lock_date if connection else None
     if lock is not None and document.issue_date <= lock:
         problems.append(
@@ -445,7 +509,7 @@ class _DocBatch:
             )
             return
         self.outcomes[doc.job.pk] = PermanentJobError(
-            f"Xero refused {self.kind.noun} {doc.document.number}: {'; '.join(result.errors)}",
+            f"Xero refused {self.kind.noun} {doc.document.number}: {_with_fix(result.errors)}",
             detail={"xero_errors": result.errors},
         )
 
@@ -461,8 +525,10 @@ def documents_push(
     """Push the jobs' invoices (or credit notes) in batches of ≤ 50, one outcome per job."""
     kind = _Kind(model)
     outcomes: dict[int, Outcome] = {}
-    documents = model.objects.select_related("entity", "customer").in_bulk(
-        [job.target_object_id for job in jobs if job.target_object_id]
+    documents = (
+        model.objects.select_related("entity", "customer")
+        .prefetch_related("lines__account", "lines__tax_rate", "lines__product")
+        .in_bulk([job.target_object_id for job in jobs if job.target_object_id])
     )
     content_type = ContentType.objects.get_for_model(model)
     customer_type = ContentType.objects.get_for_model(Customer)
@@ -479,6 +545,7 @@ def documents_push(
         ).values_list("object_id", "xero_id")
     )
     live: list[_Doc] = []
+    facts = organisation_facts(entity_id=jobs[0].entity_id) if jobs[0].entity_id else None
     for job in jobs:
         document = documents.get(job.target_object_id or 0)
         if document is None:
@@ -497,7 +564,7 @@ def documents_push(
         if document.status == DocumentStatus.VOID and link is None:
             outcomes[job.pk] = JobSkipped(f"{document.number} was voided before it reached Xero.")
             continue
-        problems = document_prepush_problems(document=document)
+        problems = document_prepush_problems(document=document, facts=facts)
         contact_id = contact_ids.get(document.customer_id)
         if contact_id is None:
             problems.insert(
@@ -662,10 +729,16 @@ def invoices_needing_push(*, entity_id: int) -> list[Invoice]:
 
 
 def invoices_push_due(*, entity_id: int, triggered_by: str = JobTrigger.SCHEDULE) -> list[int]:
-    """Queue pushes for every invoice that needs one; returns the job ids."""
-    job_ids = []
-    for invoice in invoices_needing_push(entity_id=entity_id):
-        job = invoice_push_enqueue(invoice=invoice, triggered_by=triggered_by)
-        if job is not None:
-            job_ids.append(job.pk)
+    """Queue pushes for every invoice that needs one; returns the job ids.
+
+    A thousand at a time in one transaction: workers then see whole batches (50 contacts, 50
+    invoices per Xero request) rather than claiming while the rest is still being queued."""
+    job_ids: list[int] = []
+    invoices = invoices_needing_push(entity_id=entity_id)
+    for start in range(0, len(invoices), 1000):
+        with transaction.atomic():
+            for invoice in invoices[start : start + 1000]:
+                job = invoice_push_enqueue(invoice=invoice, triggered_by=triggered_by)
+                if job is not None:
+                    job_ids.append(job.pk)
     return job_ids

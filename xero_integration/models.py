@@ -80,6 +80,8 @@ class XeroConnection(models.Model):
     last_call_at = models.DateTimeField(null=True, blank=True)
     accounts_pulled_at = models.DateTimeField(null=True, blank=True)
     period_lock_date = models.DateField(null=True, blank=True)
+    # The currencies the organisation is subscribed to, as last pulled (GET /Currencies).
+    currencies = models.JSONField(default=list, blank=True)
     # Payments pull cursor: the newest UpdatedDateUTC seen, advanced only after a full pull.
     payments_high_water_mark = models.DateTimeField(null=True, blank=True)
     payments_pulled_at = models.DateTimeField(null=True, blank=True)

@@ -481,6 +481,7 @@ def xero_accounts_pull(*, connection: XeroConnection) -> tuple[int, int]:
     organisation = api.organisation_get()
     accounts = api.accounts_list()
     tax_rates = api.tax_rates_list()
+    currencies = api.currencies_list()
     now = clock.now()
     with transaction.atomic():
         for account in accounts:
@@ -521,6 +522,7 @@ def xero_accounts_pull(*, connection: XeroConnection) -> tuple[int, int]:
             base_currency=organisation.base_currency,
             short_code=organisation.short_code,
             period_lock_date=organisation.period_lock_date,
+            currencies=sorted({*currencies, organisation.base_currency}),
             accounts_pulled_at=now,
         )
     return len(accounts), len(tax_rates)

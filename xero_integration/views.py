@@ -32,6 +32,11 @@ from xero_integration.services import (
 CHOOSE_SESSION_KEY = "xero_choose"
 
 
+def _posted_id(request: HttpRequest, name: str) -> int | None:
+    value = request.POST.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
 def _first_message(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
@@ -106,7 +111,8 @@ def choose(request: HttpRequest) -> HttpResponse:
     entity = get_object_or_404(Entity, pk=pending["entity_id"])
     connections = XeroConnection.objects.filter(pk__in=pending["connection_ids"])
     if request.method == "POST":
-        chosen = connections.filter(pk=request.POST.get("connection_id", "")).first()
+        chosen_id = _posted_id(request, "connection_id")
+        chosen = connections.filter(pk=chosen_id).first() if chosen_id is not None else None
         if chosen is None:
             messages.error(request, "Choose one of the organisations you authorised.")
         else:
@@ -124,9 +130,12 @@ def choose(request: HttpRequest) -> HttpResponse:
 def link_existing(request: HttpRequest, entity_id: int) -> HttpResponse:
     """Let an entity share an organisation another entity already connected."""
     entity = get_object_or_404(Entity, pk=entity_id)
-    connection = XeroConnection.objects.filter(
-        pk=request.POST.get("connection_id", ""), status=ConnectionStatus.CONNECTED
-    ).first()
+    chosen_id = _posted_id(request, "connection_id")
+    connection = (
+        XeroConnection.objects.filter(pk=chosen_id, status=ConnectionStatus.CONNECTED).first()
+        if chosen_id is not None
+        else None
+    )
     if connection is None:
         messages.error(request, "Choose a connected Xero organisation.")
         return redirect("xero_integration:integrations")

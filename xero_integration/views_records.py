@@ -121,7 +121,10 @@ def customers_bulk_sync(request: HttpRequest) -> HttpResponse:
         if entity_id is None:
             messages.error(request, "Choose the customers to sync, or an entity to sync all.")
             return redirect("billing:customer_list")
-        entity = get_object_or_404(Entity, pk=entity_id)
+        if not str(entity_id).isdigit():
+            messages.error(request, "Choose an entity.")
+            return redirect("billing:customer_list")
+        entity = get_object_or_404(Entity, pk=int(entity_id))
         try:
             user = request.user if request.user.is_authenticated else None
             job = customers_bulk_sync_start(entity=entity, customer_ids=ids, user=user)
@@ -149,7 +152,11 @@ def bulk_progress(request: HttpRequest, job_id: int) -> HttpResponse:
 def contacts_import(request: HttpRequest) -> HttpResponse:
     entities = Entity.objects.filter(xero_link__connection__isnull=False).order_by("name")
     if request.method == "POST":
-        entity = get_object_or_404(Entity, pk=request.POST.get("entity"))
+        entity_value = request.POST.get("entity", "")
+        if not entity_value.isdigit():
+            messages.error(request, "Choose an entity.")
+            return redirect("xero_integration:import_start")
+        entity = get_object_or_404(Entity, pk=int(entity_value))
         try:
             user = request.user if request.user.is_authenticated else None
             job = contacts_import_start(entity=entity, user=user)

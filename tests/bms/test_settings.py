@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,10 @@ def test_check_deploy_reports_nothing_on_production_settings():
             "DJANGO_SETTINGS_MODULE": "bms.settings.production",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
             "DJANGO_ALLOWED_HOSTS": "bms.example.com",
+            # Whatever database the check finds, Xero's own configuration check is satisfied.
+            "XERO_CLIENT_ID": "ci",
+            "XERO_CLIENT_SECRET": "ci",
+            "XERO_TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         },
     )
     assert result.returncode == 0, result.stderr
