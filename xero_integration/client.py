@@ -696,11 +696,15 @@ class XeroClient:
                 if isinstance(exc, ApiException):
                     self._record_limits(exc.headers)
                 if isinstance(error, XeroRateLimitError) and self._limiter is not None:
-                    self._limiter.pause(
-                        self.tenant_id,
-                        seconds=max(error.retry_at - time.time(), 1.0),
-                        problem=error.problem,
-                    )
+                    try:
+                        self._limiter.pause(
+                            self.tenant_id,
+                            seconds=max(error.retry_at - time.time(), 1.0),
+                            problem=error.problem,
+                        )
+                    except redis.RedisError as redis_error:
+                        # The durable copy (paused_until, via on_error) still holds the pause.
+                        logger.warning("xero limiter pause not stored: %r", redis_error)
                 logger.warning("xero %s for tenant %s failed: %s", operation, self.tenant_id,
                                error.message)  # fmt: skip
                 if self._on_error is not None:
@@ -718,12 +722,17 @@ class XeroClient:
             app_minute_remaining=_int_or_none(_header(headers, "X-AppMinLimit-Remaining")),
         )
         if self._limiter is not None:
-            self._limiter.record_response(
-                self.tenant_id,
-                day_remaining=limits.day_remaining,
-                minute_remaining=limits.minute_remaining,
-                app_minute_remaining=limits.app_minute_remaining,
-            )
+            try:
+                self._limiter.record_response(
+                    self.tenant_id,
+                    day_remaining=limits.day_remaining,
+                    minute_remaining=limits.minute_remaining,
+                    app_minute_remaining=limits.app_minute_remaining,
+                )
+            except redis.RedisError as redis_error:
+                # Bookkeeping only: Xero has answered (and may have saved a record), so its
+                # outcome must still be recorded; the next response refreshes the budget.
+                logger.warning("xero limiter bookkeeping lost: %r", redis_error)
         if self._on_limits is not None:
             self._on_limits(limits)
 

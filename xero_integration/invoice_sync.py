@@ -580,7 +580,12 @@ def documents_push(
             and link.pushed_version == document.version
             and not _allocations_pending(document, link)
         ):
-            outcomes[job.pk] = JobSkipped(f"{document.number} is already up to date in Xero.")
+            # In Xero and up to date (e.g. a worker pushed it, then died before recording the
+            # job): the job's work is done, so it succeeds rather than reporting a skip.
+            outcomes[job.pk] = JobSuccess(
+                result={"xero_id": link.xero_id, "already_in_xero": True},
+                external_url=invoice_url(tenant_id=link.tenant_id, invoice_id=link.xero_id),
+            )
             continue
         assert contact_id is not None
         live.append(_Doc(job=job, document=document, link=link, contact_id=contact_id))
