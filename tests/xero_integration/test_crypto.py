@@ -63,3 +63,17 @@ def test_missing_keys_name_the_setting():
         pytest.raises(ImproperlyConfigured, match="XERO_TOKEN_ENCRYPTION_KEYS is not set"),
     ):
         crypto.token_encrypt("x")
+
+
+def test_rotate_command_re_encrypts_with_the_newest_key(capsys):
+    from django.core.management import call_command
+
+    old_key = Fernet.generate_key().decode()
+    new_key = Fernet.generate_key().decode()
+    with override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[old_key]):
+        auth = XeroAuthorisationFactory(refresh_token="rt-rotate-all")
+    with override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[new_key, old_key]):
+        call_command("xero_rotate_token_key")
+    assert "Re-encrypted the tokens of 1 Xero authorisation(s)." in capsys.readouterr().out
+    with override_settings(XERO_TOKEN_ENCRYPTION_KEYS=[new_key]):
+        assert XeroAuthorisation.objects.get(pk=auth.pk).refresh_token == "rt-rotate-all"
