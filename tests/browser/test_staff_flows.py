@@ -178,7 +178,7 @@ def test_invoice_release_sync_and_a_payment_made_in_xero(
     page.get_by_role("button", name="Release").click()
     expect(_messages(page)).to_contain_text(f"Invoice {invoice.number} released.")
     shot(page, "invoice-released")
-    page.get_by_role("button", name="Sync with Xero").click()
+    page.get_by_role("button", name="Sync Invoice with Xero Invoice").click()
     expect(_messages(page)).to_contain_text("Sync with Xero queued")
     jobs = run_jobs()
     assert {(j.kind, j.state) for j in jobs} == {
@@ -193,7 +193,7 @@ def test_invoice_release_sync_and_a_payment_made_in_xero(
 
     # A Xero user applies the payment on the invoice's page in Xero (the sandbox UI).
     with page.context.expect_page() as opened:
-        _xero_panel(page).get_by_role("link", name="View in Xero").click()
+        _xero_panel(page).get_by_role("link", name="View Xero Invoice").click()
     xero_page = opened.value
     expect(xero_page.get_by_role("heading", name=f"Invoice {invoice.number}")).to_be_visible()
     expect(xero_page.locator("input[name=amount]")).to_have_value("56.35")
