@@ -198,7 +198,6 @@ def _resolve_lines(
     entity: Entity,
     lines: Sequence[LineInput],
     line_amount_type: str,
-    allow_discount: bool = True,
 ) -> list[_ResolvedLine]:
     errors: list[str] = []
     account_ids = {line.account_id for line in lines if line.account_id}
@@ -262,8 +261,6 @@ def _resolve_lines(
             errors.append(
                 f"{prefix}discount must be between 0 and 100% (got {line.discount_rate})."
             )
-        elif line.discount_rate and not allow_discount:
-            errors.append(f"{prefix}credit notes cannot carry a discount.")
         description = (line.description or "").strip() or (product.name if product else "")
         if not description:
             errors.append(f"{prefix}a description is needed when the line has no product.")

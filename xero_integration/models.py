@@ -182,8 +182,6 @@ class XeroRequest(models.Model):
     idempotency_key = models.CharField(max_length=128, unique=True)
     operation = models.CharField(max_length=60)
     body = models.JSONField()
-    # The fixed members of a batch (e.g. the job ids whose records are in the body).
-    members = models.JSONField(default=list)
     created_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     # "" not sent yet; ok / error: Xero answered; unknown: the reply was lost, so Xero may have

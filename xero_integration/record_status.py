@@ -8,7 +8,6 @@ from django.db.models import Model
 
 from admin_jobs.selectors import job_latest_for_target
 from billing.models import CreditNote, Customer, Invoice
-from xero_integration.contact_sync import contact_url
 from xero_integration.customer_services import (
     SyncStatus,
     customer_sync_status,
@@ -58,5 +57,4 @@ def record_panel_context(*, obj: Model) -> dict[str, Any]:
         "status": status,
         "prepush_problems": problems,
         "is_customer": isinstance(obj, Customer),
-        "contact_url": contact_url,
     }

@@ -46,7 +46,6 @@ def xero_request_record(
             idempotency_key=f"pending-{uuid.uuid4().hex}",
             operation=operation,
             body=body,
-            members=[m.job_id for m in members],
             created_at=clock.now(),
         )
         # Deterministic from the stored row: the same request always carries the same key.

@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +93,7 @@ class SyncRow:
     last_import: Any
 
 
-def sync_rows_attach(*, objects: list[Model]) -> None:
+def sync_rows_attach(*, objects: Sequence[Model]) -> None:
     """Attach `.xero_sync` to each record of one list page with a single query."""
     if not objects:
         return

@@ -83,7 +83,7 @@ def _oauth_session() -> OAuth2Session:
     )
 
 
-def xero_oauth_start(*, session: SessionBase, entity: Entity, purpose: str = "connect") -> str:
+def xero_oauth_start(*, session: SessionBase, entity: Entity) -> str:
     """Remember a fresh state and PKCE verifier in the session; return Xero's authorize URL."""
     missing = xero_configuration_missing()
     if missing:
@@ -100,7 +100,6 @@ def xero_oauth_start(*, session: SessionBase, entity: Entity, purpose: str = "co
         "state": state,
         "verifier": verifier,
         "entity_id": entity.pk,
-        "purpose": purpose,
     }
     return str(url)
 

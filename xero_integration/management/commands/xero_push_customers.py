@@ -9,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from admin_jobs.models import BackgroundJob, JobState
 from billing.models import Customer, Entity
-from xero_integration.customer_services import customer_sync_status, customers_bulk_sync_start
+from xero_integration.customer_services import customers_bulk_sync_start
 from xero_integration.management.commands._progress import connected_entities, wait_for_jobs
+from xero_integration.selectors import sync_rows_attach
 
 
 class Command(BaseCommand):
@@ -63,9 +64,11 @@ class Command(BaseCommand):
         return connected_entities(codes)
 
     def _changed(self, entity: Entity) -> list[int]:
-        customers = Customer.objects.filter(entity=entity, is_archived=False)
-        return [
-            c.pk
-            for c in customers.iterator(chunk_size=2000)
-            if customer_sync_status(customer=c).colour != "blue"
-        ]
+        """Customers never synced or changed since their last push (one query per 2,000)."""
+        customers = Customer.objects.filter(entity=entity, is_archived=False).order_by("pk")
+        changed: list[int] = []
+        for start in range(0, customers.count(), 2000):
+            chunk = list(customers[start : start + 2000])
+            sync_rows_attach(objects=chunk)
+            changed += [c.pk for c in chunk if c.xero_sync.colour != "blue"]  # type: ignore[attr-defined]
+        return changed
