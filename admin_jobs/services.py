@@ -19,11 +19,14 @@ import random
 import socket
 import traceback
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import reduce
 from datetime import datetime, timedelta
 from itertools import islice
+from operator import or_
 from typing import Any, cast
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -39,7 +42,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Exists, F, Model, OuterRef, Q, Subquery
+from django.db.models import Case, Exists, F, Model, OuterRef, Q, Subquery, Value, When
 from django.db.transaction import TransactionManagementError
 
 from admin_jobs.errors import (
@@ -168,19 +171,19 @@ def _wake_countdown(
     return max(wait, 0.0)
 
 
-def _schedule_wake(
-    job_id: int,
-    *,
-    not_before: datetime | None,
-    now: datetime,
-    longest: float = SHORT_WAIT_SECONDS,
-) -> datetime | None:
-    """Publish now or with a short countdown; return the published_at to store (None = sweeper)."""
-    countdown = _wake_countdown(not_before=not_before, now=now, longest=longest)
-    if countdown is None:
-        return None
-    _publish_on_commit([job_id], countdown=countdown or None)
-    return now
+def _publish_wake_ups(jobs: list[BackgroundJob], *, countdown: float | None = None) -> None:
+    """Wake these jobs once committed. A worker woken for a batch kind claims up to its
+    batch_size due jobs of that kind and entity, and a wake-up whose job another batch took claims
+    the next due one instead (job_run), so one wake-up per batch_size jobs does the work; the
+    others would find nothing (49 of 50 did, about a quarter of a worker's time)."""
+    groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
+    for job in jobs:
+        groups[(job.kind, job.entity_id)].append(job.pk)
+    ids: list[int] = []
+    for (kind, _entity_id), pks in groups.items():
+        handler = _handler_get(kind=kind)
+        ids += sorted(pks)[:: handler.batch_size if handler else 1]
+    _publish_on_commit(sorted(ids), countdown=countdown)
 
 
 # --- Enqueueing -------------------------------------------------------------------------------
@@ -459,7 +462,7 @@ def _children_insert(
                 rows.append(row)
             inserted = BackgroundJob.objects.bulk_create(rows)
             if start.state == JobState.QUEUED:
-                _publish_on_commit([row.pk for row in inserted])
+                _publish_wake_ups(inserted)
             # Keep only what the single-part caller needs; a 100,000-part job stays small here.
             first = first or inserted[0]
             added += len(inserted)
@@ -612,21 +615,23 @@ def _lost_in_a_row(job: BackgroundJob) -> int:
     return count
 
 
-def _job_claim_batch(*, lead: BackgroundJob, limit: int) -> list[BackgroundJob]:
-    """Claim up to `limit` more due jobs of the lead's kind and entity under the lead's lease token,
-    in one UPDATE whose subquery skips rows other workers are claiming (SKIP LOCKED on PostgreSQL;
-    SQLite serialises writers anyway)."""
+def _claim_due(
+    *, kind: str, entity_id: int | None, token: str, limit: int, exclude_pk: int | None = None
+) -> list[BackgroundJob]:
+    """Claim up to `limit` due jobs of one kind and entity under `token`, in one UPDATE whose
+    subquery skips rows other workers are claiming (SKIP LOCKED on PostgreSQL; SQLite serialises
+    writers anyway). Jobs blocked behind an earlier one for the same target are left alone."""
     if limit < 1:
         return []
     now = clock.now()
     candidates = (
         BackgroundJob.objects.filter(
-            Q(entity_id=lead.entity_id) if lead.entity_id is not None else Q(entity__isnull=True),
-            kind=lead.kind,
+            Q(entity_id=entity_id) if entity_id is not None else Q(entity__isnull=True),
+            kind=kind,
             state__in=UNSTARTED_STATES,
             not_before__lte=now,
         )
-        .exclude(pk=lead.pk)
+        .exclude(pk=exclude_pk)
         .exclude(_earlier_unfinished())
         .order_by("not_before", "id")
         .select_for_update(skip_locked=True)
@@ -635,16 +640,41 @@ def _job_claim_batch(*, lead: BackgroundJob, limit: int) -> list[BackgroundJob]:
     with transaction.atomic():
         claimed = BackgroundJob.objects.filter(
             pk__in=Subquery(candidates), state__in=UNSTARTED_STATES
-        ).update(**_claim_fields(token=lead.lease_token, now=now))
+        ).update(**_claim_fields(token=token, now=now))
         if not claimed:
             return []
         jobs = list(
-            BackgroundJob.objects.filter(lease_token=lead.lease_token, state=JobState.RUNNING)
-            .exclude(pk=lead.pk)
+            BackgroundJob.objects.filter(lease_token=token, state=JobState.RUNNING)
+            .exclude(pk=exclude_pk)
             .order_by("id")
         )
-        _attempts_open(jobs=jobs, token=lead.lease_token, now=now)
+        _attempts_open(jobs=jobs, token=token, now=now)
     return jobs
+
+
+def _job_claim_batch(*, lead: BackgroundJob, limit: int) -> list[BackgroundJob]:
+    """Claim up to `limit` more due jobs of the lead's kind and entity under the lead's lease."""
+    return _claim_due(
+        kind=lead.kind,
+        entity_id=lead.entity_id,
+        token=lead.lease_token,
+        limit=limit,
+        exclude_pk=lead.pk,
+    )
+
+
+def _job_claim_instead(*, job_id: int) -> BackgroundJob | None:
+    """For a batch kind, a wake-up whose job was already taken claims the next due job of the
+    same kind and entity: batch kinds are woken once per batch (_publish_wake_ups)."""
+    row = BackgroundJob.objects.filter(pk=job_id).values_list("kind", "entity_id").first()
+    if row is None:
+        return None
+    kind, entity_id = row
+    handler = _handler_get(kind=kind)
+    if handler is None or handler.batch_size < 2:
+        return None
+    claimed = _claim_due(kind=kind, entity_id=entity_id, token=uuid.uuid4().hex, limit=1)
+    return claimed[0] if claimed else None
 
 
 # --- Running ----------------------------------------------------------------------------------
@@ -697,7 +727,7 @@ def _handler_call(handler: JobHandler, jobs: list[BackgroundJob]) -> dict[int, O
 def job_run(*, job_id: int) -> None:
     """Claim the job (and, for batch kinds, more of its kind and entity), run the handler, and
     record each job's outcome. Does nothing if the job cannot be claimed."""
-    job = job_claim(job_id=job_id)
+    job = job_claim(job_id=job_id) or _job_claim_instead(job_id=job_id)
     if job is None:
         logger.info("job %s: nothing to claim (duplicate, early, blocked or finished)", job_id)
         return
@@ -716,18 +746,19 @@ def job_run(*, job_id: int) -> None:
         jobs += _job_claim_batch(lead=job, limit=handler.batch_size - 1)
     logger.info("job %s: running %s (batch of %d)", job.pk, job.kind, len(jobs))
     outcomes = _handler_call(handler, jobs)
-    failed_to_record: list[int] = []
     held: list[tuple[list[int], float | None]] = []
     token = _held_wake_ups.set(held)
     try:
-        for each in jobs:
-            try:
-                _job_record_outcome(job=each, outcome=outcomes[each.pk])
-            except DatabaseError:
-                # Record the rest of the batch; this job keeps its lease, which expires, and the
-                # sweeper hands it to another worker (handlers are idempotent by contract).
-                logger.exception("job %s: could not record its outcome", each.pk)
-                failed_to_record.append(each.pk)
+        try:
+            _jobs_record_outcomes(jobs=jobs, outcomes=outcomes)
+        except DatabaseError:
+            # One job's bad row must not keep the rest of the batch: record them one by one.
+            logger.exception("job %s: could not record the batch's outcomes together", job.pk)
+            failed_to_record = _jobs_record_each(jobs=jobs, outcomes=outcomes)
+            if failed_to_record:
+                raise DatabaseError(
+                    f"Could not record the outcome of jobs {failed_to_record}."
+                ) from None
     finally:
         _held_wake_ups.reset(token)
         now_due = [job_id for ids, countdown in held if not countdown for job_id in ids]
@@ -735,81 +766,95 @@ def job_run(*, job_id: int) -> None:
         for ids, countdown in held:
             if countdown:
                 _publish_on_commit(ids, countdown=countdown)
-    if failed_to_record:
-        raise DatabaseError(f"Could not record the outcome of jobs {failed_to_record}.")
+
+
+def _jobs_record_each(*, jobs: list[BackgroundJob], outcomes: dict[int, Outcome]) -> list[int]:
+    """Record each job on its own; returns the ids that could not be recorded. Those keep their
+    lease, which expires, and the sweeper hands them to another worker (handlers are idempotent
+    by contract)."""
+    failed: list[int] = []
+    for each in jobs:
+        try:
+            _job_record_outcome(job=each, outcome=outcomes[each.pk])
+        except DatabaseError:
+            logger.exception("job %s: could not record its outcome", each.pk)
+            failed.append(each.pk)
+    return failed
 
 
 # --- Recording outcomes -----------------------------------------------------------------------
 
 
-def _attempt_close(
-    *, job: BackgroundJob, outcome: str, now: datetime, message: str = "", detail: Any = None
-) -> None:
-    JobAttempt.objects.filter(
-        job_id=job.pk, lease_token=job.lease_token, outcome=JobAttemptOutcome.RUNNING
-    ).update(outcome=outcome, ended_at=now, error_message=message, error_detail=detail)
+@dataclass(frozen=True)
+class _Plan:
+    """What one outcome writes: the job's fields and its attempt's."""
+
+    fields: dict[str, Any]
+    attempt_outcome: str
+    message: str = ""
+    detail: Any = None
+    # Longest countdown a wake-up may carry (longer waits are left to the sweeper).
+    longest_wake: float = SHORT_WAIT_SECONDS
 
 
-def _job_record_outcome(*, job: BackgroundJob, outcome: Outcome) -> bool:
-    """Write one job's outcome if this worker still holds its lease. Returns False (and writes
-    nothing) when the lease was taken over meanwhile."""
-    now = clock.now()
+def _outcome_plan(*, job: BackgroundJob, outcome: Outcome, now: datetime) -> _Plan:
     cleared: dict[str, Any] = {
         "lease_until": None,
         "updated_at": now,
         "wait_kind": JobWaitKind.NONE,
         "wait_reason": "",
     }
-    fields: dict[str, Any]
-    attempt_outcome: str
-    message = ""
-    detail: Any = None
     if isinstance(outcome, JobSuccess):
-        attempt_outcome = JobAttemptOutcome.SUCCEEDED
-        fields = {
-            **cleared,
-            "state": JobState.SUCCEEDED,
-            "result": outcome.result,
-            "external_url": outcome.external_url,
-            "error_message": "",
-            "error_detail": None,
-            "first_failure_at": None,
-            "failure_streak": 0,
-            "finished_at": now,
-        }
-    elif isinstance(outcome, JobSkipped):
-        attempt_outcome = JobAttemptOutcome.SKIPPED
-        message = outcome.message
-        fields = {
-            **cleared,
-            "state": JobState.SKIPPED,
-            "result": {"skipped_reason": outcome.message},
-            "error_message": "",
-            "error_detail": None,
-            "finished_at": now,
-        }
-    elif isinstance(outcome, JobWait):
-        attempt_outcome = JobAttemptOutcome.WAIT
-        message = outcome.message
+        return _Plan(
+            fields={
+                **cleared,
+                "state": JobState.SUCCEEDED,
+                "result": outcome.result,
+                "external_url": outcome.external_url,
+                "error_message": "",
+                "error_detail": None,
+                "first_failure_at": None,
+                "failure_streak": 0,
+                "finished_at": now,
+            },
+            attempt_outcome=JobAttemptOutcome.SUCCEEDED,
+        )
+    if isinstance(outcome, JobSkipped):
+        return _Plan(
+            fields={
+                **cleared,
+                "state": JobState.SKIPPED,
+                "result": {"skipped_reason": outcome.message},
+                "error_message": "",
+                "error_detail": None,
+                "finished_at": now,
+            },
+            attempt_outcome=JobAttemptOutcome.SKIPPED,
+            message=outcome.message,
+        )
+    if isinstance(outcome, JobWait):
         # A wait is not a failure: it ends the current run of failures, so time spent waiting
         # (a rate-limit window, a paused connection) never uses up the retry horizon.
         until = outcome.until
         if until is not None:
             # A window that has already passed still waits a moment: never a tight loop.
             until = max(until, now + timedelta(seconds=MIN_WAIT_SECONDS))
-        fields = {
-            **cleared,
-            "state": JobState.WAITING,
-            "not_before": until,
-            "wait_kind": JobWaitKind.UNTIL if outcome.until else JobWaitKind.RESUME,
-            "wait_reason": outcome.message[:300],
-            "first_failure_at": None,
-            "failure_streak": 0,
-            "published_at": None,
-        }
-    elif isinstance(outcome, TransientJobError):
-        attempt_outcome = JobAttemptOutcome.TRANSIENT
-        message, detail = outcome.message, outcome.detail
+        return _Plan(
+            fields={
+                **cleared,
+                "state": JobState.WAITING,
+                "not_before": until,
+                "wait_kind": JobWaitKind.UNTIL if outcome.until else JobWaitKind.RESUME,
+                "wait_reason": outcome.message[:300],
+                "first_failure_at": None,
+                "failure_streak": 0,
+                "published_at": None,
+            },
+            attempt_outcome=JobAttemptOutcome.WAIT,
+            message=outcome.message,
+            longest_wake=TIMED_WAIT_COUNTDOWN_SECONDS,
+        )
+    if isinstance(outcome, TransientJobError):
         first_failure_at = job.first_failure_at or now
         streak = job.failure_streak + 1
         if now - first_failure_at >= _retry_horizon():
@@ -836,87 +881,149 @@ def _job_record_outcome(*, job: BackgroundJob, outcome: Outcome) -> bool:
                 "failure_streak": streak,
                 "published_at": None,
             }
-    elif isinstance(outcome, PermanentJobError):
-        attempt_outcome = JobAttemptOutcome.PERMANENT
-        message, detail = outcome.message, outcome.detail
-        fields = {
-            **cleared,
-            "state": JobState.FAILED,
-            "error_message": outcome.message,
-            "error_detail": outcome.detail,
-            "finished_at": now,
-        }
-    else:
-        raise TypeError(f"Not a job outcome: {outcome!r}")
+        return _Plan(
+            fields=fields,
+            attempt_outcome=JobAttemptOutcome.TRANSIENT,
+            message=outcome.message,
+            detail=outcome.detail,
+        )
+    if isinstance(outcome, PermanentJobError):
+        return _Plan(
+            fields={
+                **cleared,
+                "state": JobState.FAILED,
+                "error_message": outcome.message,
+                "error_detail": outcome.detail,
+                "finished_at": now,
+            },
+            attempt_outcome=JobAttemptOutcome.PERMANENT,
+            message=outcome.message,
+            detail=outcome.detail,
+        )
+    raise TypeError(f"Not a job outcome: {outcome!r}")
 
-    held = BackgroundJob.objects.filter(
-        pk=job.pk, state=JobState.RUNNING, lease_token=job.lease_token
-    )
+
+def _job_record_outcome(*, job: BackgroundJob, outcome: Outcome) -> bool:
+    """Write one job's outcome if this worker still holds its lease. Returns False (and writes
+    nothing) when the lease was taken over meanwhile."""
+    return job.pk in _jobs_record_outcomes(jobs=[job], outcomes={job.pk: outcome})
+
+
+def _jobs_record_outcomes(
+    *, jobs: list[BackgroundJob], outcomes: dict[int, Outcome]
+) -> set[int]:
+    """Write a batch's outcomes in a handful of statements, whatever its size: each job only if
+    this worker still holds its lease. Returns the ids written; the others were taken over.
+
+    Per-job statements were a third of a worker's time with a backlog of invoice pushes
+    (bench/invoices_bench.py); the rows are locked and written together instead.
+    """
+    now = clock.now()
+    plans = {job.pk: _outcome_plan(job=job, outcome=outcomes[job.pk], now=now) for job in jobs}
+    tokens = {job.pk: job.lease_token for job in jobs}
     with transaction.atomic():
-        has_parts = False
-        if fields["state"] == JobState.SUCCEEDED:
-            # Most jobs have no parts: try the plain success first, in the same statement.
-            without_parts = held.exclude(
-                Exists(BackgroundJob.objects.filter(parent_id=OuterRef("pk")))
-            )
-            written_count = without_parts.update(**fields)
-            if not written_count:
-                written_count = held.update(**fields)
-                has_parts = bool(written_count)
-        else:
-            written_count = held.update(**fields)
-        if not written_count:
+        rows = list(
+            BackgroundJob.objects.select_for_update()
+            .filter(pk__in=list(plans), state=JobState.RUNNING)
+            .annotate(has_parts=Exists(BackgroundJob.objects.filter(parent_id=OuterRef("pk"))))
+            .order_by("pk")
+        )
+        held = [row for row in rows if row.lease_token == tokens[row.pk]]
+        for pk in sorted(set(plans) - {row.pk for row in held}):
             logger.warning(
                 "job %s: lease %s was taken over; not recording %s",
-                job.pk,
-                job.lease_token,
-                attempt_outcome,
+                pk,
+                tokens[pk],
+                plans[pk].attempt_outcome,
             )
-            return False
-        _attempt_close(job=job, outcome=attempt_outcome, now=now, message=message, detail=detail)
-        state = fields["state"]
-        if has_parts:
-            # A bulk job's handler has added its parts: it finishes when they do.
-            BackgroundJob.objects.filter(pk=job.pk).update(
-                state=JobState.WAITING,
-                not_before=None,
-                finished_at=None,
-                wait_kind=JobWaitKind.CHILDREN,
-                wait_reason="Waiting for its parts to finish",
-            )
-            job.refresh_from_db()
-            _parent_maybe_finish(parent=job, now=now)
-        elif state in (JobState.QUEUED, JobState.WAITING):
-            published_at = _schedule_wake(
-                job.pk,
-                not_before=fields["not_before"],
-                now=now,
-                longest=(
-                    TIMED_WAIT_COUNTDOWN_SECONDS
-                    if isinstance(outcome, JobWait)
-                    else SHORT_WAIT_SECONDS
-                ),
-            )
-            if published_at is not None:
-                BackgroundJob.objects.filter(pk=job.pk).update(published_at=published_at)
-        else:
-            job.state = state
-            job.error_message = fields.get("error_message", "")
-            _after_finish(job=job, now=now)
-    return True
+        if not held:
+            return set()
+        changed: set[str] = set()
+        finished: list[BackgroundJob] = []
+        with_parts: list[BackgroundJob] = []
+        wakes: dict[float | None, list[BackgroundJob]] = defaultdict(list)
+        for row in held:
+            plan = plans[row.pk]
+            fields = dict(plan.fields)
+            if fields["state"] == JobState.SUCCEEDED and getattr(row, "has_parts", False):
+                # A bulk job's handler has added its parts: it finishes when they do.
+                fields.update(
+                    state=JobState.WAITING,
+                    not_before=None,
+                    finished_at=None,
+                    wait_kind=JobWaitKind.CHILDREN,
+                    wait_reason="Waiting for its parts to finish",
+                )
+                with_parts.append(row)
+            elif fields["state"] in (JobState.QUEUED, JobState.WAITING):
+                countdown = _wake_countdown(
+                    not_before=fields["not_before"], now=now, longest=plan.longest_wake
+                )
+                if countdown is not None:
+                    fields["published_at"] = now
+                    wakes[countdown or None].append(row)
+            else:
+                finished.append(row)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            changed.update(fields)
+        # Every changed field is written for every row; a row's unchanged fields carry the
+        # values just read under its lock, so nothing another writer set is overwritten.
+        BackgroundJob.objects.bulk_update(held, sorted(changed))
+        _attempts_close(held=held, plans=plans, tokens=tokens, now=now)
+        for row in with_parts:
+            _parent_maybe_finish(parent=row, now=now)
+        if finished:
+            _after_finish_many(jobs=finished, now=now)
+        for countdown, woken in wakes.items():
+            _publish_wake_ups(woken, countdown=countdown)
+    return {row.pk for row in held}
+
+
+def _attempts_close(
+    *,
+    held: list[BackgroundJob],
+    plans: dict[int, _Plan],
+    tokens: dict[int, str],
+    now: datetime,
+) -> None:
+    """Close the held jobs' running attempts: one UPDATE per distinct outcome and message."""
+    groups: dict[tuple[str, str, int], list[int]] = defaultdict(list)
+    for row in held:
+        plan = plans[row.pk]
+        # Details are per job (Xero's messages for its record); identical outcomes share one.
+        groups[(plan.attempt_outcome, plan.message, row.pk if plan.detail else 0)].append(row.pk)
+    for (outcome, message, _), ids in groups.items():
+        JobAttempt.objects.filter(
+            job_id__in=ids,
+            lease_token__in={tokens[pk] for pk in ids},
+            outcome=JobAttemptOutcome.RUNNING,
+        ).update(
+            outcome=outcome, ended_at=now, error_message=message, error_detail=plans[ids[0]].detail
+        )
 
 
 def _after_finish(*, job: BackgroundJob, now: datetime) -> None:
-    """What a job reaching a final state sets in motion, in the same transaction: its dependents,
-    the next job for the same target, earlier failures it supersedes, and its parent."""
-    state = job.state
-    dependents = BackgroundJob.objects.filter(
-        depends_on_id=job.pk, state=JobState.WAITING, wait_kind=JobWaitKind.DEPENDENCY
-    )
-    if state in (JobState.SUCCEEDED, JobState.SKIPPED):
-        woken = list(dependents.values_list("id", flat=True))
+    _after_finish_many(jobs=[job], now=now)
+
+
+def _after_finish_many(*, jobs: list[BackgroundJob], now: datetime) -> None:
+    """What jobs reaching a final state set in motion, in the same transaction: their dependents,
+    the next job for the same target, earlier failures they supersede, and their parents."""
+    done_ok = [job for job in jobs if job.state in (JobState.SUCCEEDED, JobState.SKIPPED)]
+    done_bad = {job.pk: job for job in jobs if job.state not in (JobState.SUCCEEDED, JobState.SKIPPED)}
+    if done_ok:
+        woken = list(
+            BackgroundJob.objects.filter(
+                depends_on_id__in=[job.pk for job in done_ok],
+                state=JobState.WAITING,
+                wait_kind=JobWaitKind.DEPENDENCY,
+            ).only("id", "kind", "entity_id")
+        )
         if woken:
-            BackgroundJob.objects.filter(pk__in=woken, state=JobState.WAITING).update(
+            BackgroundJob.objects.filter(
+                pk__in=[job.pk for job in woken], state=JobState.WAITING
+            ).update(
                 state=JobState.QUEUED,
                 not_before=now,
                 wait_kind=JobWaitKind.NONE,
@@ -924,10 +1031,17 @@ def _after_finish(*, job: BackgroundJob, now: datetime) -> None:
                 published_at=now,
                 updated_at=now,
             )
-            _publish_on_commit(woken)
-    else:
-        message = _dependency_failed_message(job)
-        for dependent in list(dependents):
+            _publish_wake_ups(woken)
+    if done_bad:
+        dependents = list(
+            BackgroundJob.objects.filter(
+                depends_on_id__in=list(done_bad),
+                state=JobState.WAITING,
+                wait_kind=JobWaitKind.DEPENDENCY,
+            ).order_by("id")
+        )
+        for dependent in dependents:
+            message = _dependency_failed_message(done_bad[dependent.depends_on_id or 0])
             failed = BackgroundJob.objects.filter(pk=dependent.pk, state=JobState.WAITING).update(
                 state=JobState.FAILED,
                 error_message=message,
@@ -941,34 +1055,49 @@ def _after_finish(*, job: BackgroundJob, now: datetime) -> None:
                 dependent.error_message = message
                 _after_finish(job=dependent, now=now)
 
-    if job.dedupe_key:
-        if state == JobState.SUCCEEDED:
-            # The record is in Xero now; its older failures are no longer errors anyone must fix.
-            BackgroundJob.objects.filter(
-                dedupe_key=job.dedupe_key,
-                state=JobState.FAILED,
-                resolved_at__isnull=True,
-                id__lt=job.pk,
-            ).update(
-                resolved_at=now,
-                resolved_reason=f"Superseded: job #{job.pk} for the same record succeeded.",
-                updated_at=now,
-            )
-        follow_up = (
-            BackgroundJob.objects.filter(
-                dedupe_key=job.dedupe_key, state__in=UNSTARTED_STATES, not_before__lte=now
-            )
-            .order_by("id")
-            .values_list("id", flat=True)
-            .first()
+    keyed = {job.dedupe_key: job for job in jobs if job.dedupe_key}
+    succeeded = [job for job in keyed.values() if job.state == JobState.SUCCEEDED]
+    if succeeded:
+        # The records are in Xero now; their older failures are no longer errors to fix.
+        BackgroundJob.objects.filter(
+            reduce(or_, (Q(dedupe_key=job.dedupe_key, id__lt=job.pk) for job in succeeded)),
+            state=JobState.FAILED,
+            resolved_at__isnull=True,
+        ).update(
+            resolved_at=now,
+            resolved_reason=Case(
+                *(
+                    When(
+                        dedupe_key=job.dedupe_key,
+                        then=Value(f"Superseded: job #{job.pk} for the same record succeeded."),
+                    )
+                    for job in succeeded
+                ),
+                default=Value("Superseded by a later job for the same record."),
+            ),
+            updated_at=now,
         )
-        if follow_up is not None:
-            _publish_on_commit([follow_up])
+    if keyed:
+        follow_ups: dict[str, int] = {}
+        for key, job_id in (
+            BackgroundJob.objects.filter(
+                dedupe_key__in=list(keyed), state__in=UNSTARTED_STATES, not_before__lte=now
+            )
+            .order_by("-id")
+            .values_list("dedupe_key", "id")
+        ):
+            follow_ups[key] = job_id  # ordered newest first: the earliest one wins
+        if follow_ups:
+            _publish_on_commit(sorted(follow_ups.values()))
 
-    if job.parent_id is not None:
-        parent = BackgroundJob.objects.select_for_update().get(pk=job.parent_id)
+    sizes: dict[int, int] = defaultdict(int)
+    for job in jobs:
+        if job.parent_id is not None:
+            sizes[job.parent_id] += job.progress_total
+    for parent_id in sorted(sizes):
+        parent = BackgroundJob.objects.select_for_update().get(pk=parent_id)
         BackgroundJob.objects.filter(pk=parent.pk).update(
-            progress_done=F("progress_done") + job.progress_total, updated_at=now
+            progress_done=F("progress_done") + sizes[parent_id], updated_at=now
         )
         if parent.state == JobState.WAITING and parent.wait_kind == JobWaitKind.CHILDREN:
             _parent_maybe_finish(parent=parent, now=now)

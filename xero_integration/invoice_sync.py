@@ -113,6 +113,17 @@ def _excluded(obj: Model) -> str | None:
     return row.reason if row else None
 
 
+def _exclusions(model: type[Model], object_ids: Iterable[int]) -> dict[int, str]:
+    """Object id → do-not-export reason, for many records of one model in one query."""
+    return dict(
+        SyncExclusion.objects.filter(
+            content_type=ContentType.objects.get_for_model(model),
+            object_id__in=list(object_ids),
+            direction=SyncDirection.EXPORT,
+        ).values_list("object_id", "reason")
+    )
+
+
 def _entity_connected(entity_id: int) -> bool:
     return XeroEntityLink.objects.filter(entity_id=entity_id).exists()
 
@@ -305,21 +316,39 @@ def _document_lines(document: Invoice | CreditNote) -> Any:
     return document.lines.select_related("account", "tax_rate", "product")
 
 
+@dataclass(frozen=True)
+class CustomerSyncState:
+    """Whether the document's customer is in Xero, and why it is held back if it is not."""
+
+    linked: bool
+    exclusion: str | None
+
+
 def document_prepush_problems(
-    *, document: Invoice | CreditNote, facts: OrganisationFacts | None = None
+    *,
+    document: Invoice | CreditNote,
+    facts: OrganisationFacts | None = None,
+    customer_state: CustomerSyncState | None = None,
 ) -> list[str]:
     """What Xero would reject, in plain words with the fix, checked against what BMS last pulled
-    from the organisation (Admin → Accounts). Shown on the invoice page before the first push."""
+    from the organisation (Admin → Accounts). Shown on the invoice page before the first push.
+    A batch passes `facts` and `customer_state` it loaded for all its documents at once."""
     problems: list[str] = []
     facts = facts or organisation_facts(entity_id=document.entity_id)
     if facts is None:
         return [f"{document.entity} is not connected to Xero: connect it in Admin → Integrations."]
     connection, accounts, tax_types = facts.connection, facts.accounts, facts.tax_types
     customer = document.customer
-    if _link(customer) is None and _excluded(customer) is not None:
+    if customer_state is None:
+        linked = _link(customer) is not None
+        customer_state = CustomerSyncState(
+            linked=linked, exclusion=None if linked else _excluded(customer)
+        )
+    if not customer_state.linked and customer_state.exclusion is not None:
         problems.append(
-            f"Held: customer {customer.name} is marked do not export ({_excluded(customer)}); "
-            "clear that on the customer page, or mark this document do not export too."
+            f"Held: customer {customer.name} is marked do not export "
+            f"({customer_state.exclusion}); clear that on the customer page, or mark this "
+            "document do not export too."
         )
     if customer.is_archived:
         problems.append(f"Customer {customer.name} is archived in BMS; unarchive it first.")
@@ -427,26 +456,57 @@ class _DocBatch:
         self.connection = connection
         self.content_type = ContentType.objects.get_for_model(kind.model)
         self.outcomes: dict[int, Outcome] = {}
+        self.pushed_links: dict[int, tuple[_Doc, XeroRecordLink]] = {}
 
     def link(
         self, doc: _Doc, xero_id: str, *, pushed: bool, result: xero.DocumentResult | None
     ) -> None:
-        defaults: dict[str, Any] = {
+        """Record that the document is `xero_id` in Xero. Pushed links are written together by
+        flush_links() once a request's results are settled (one statement instead of one per
+        document); a crash before that leaves the request unsettled, and the next attempt
+        replays it or finds the documents by number."""
+        fields: dict[str, Any] = {
             "entity": doc.document.entity,
             "tenant_id": self.api.tenant_id,
             "xero_id": xero_id,
             "xero_number": doc.document.number,
         }
-        if pushed:
-            defaults.update(
-                last_pushed_at=clock.now(),
-                pushed_version=doc.document.version,
-                pushed_snapshot={"total": str(doc.document.total)}
-                | ({"xero_total": str(result.total)} if result else {}),
+        if not pushed:
+            doc.link, _ = XeroRecordLink.objects.update_or_create(
+                content_type=self.content_type, object_id=doc.document.pk, defaults=fields
             )
-        doc.link, _ = XeroRecordLink.objects.update_or_create(
-            content_type=self.content_type, object_id=doc.document.pk, defaults=defaults
+            return
+        fields.update(
+            last_pushed_at=clock.now(),
+            pushed_version=doc.document.version,
+            pushed_snapshot={"total": str(doc.document.total)}
+            | ({"xero_total": str(result.total)} if result else {}),
         )
+        self.pushed_links[doc.document.pk] = (
+            doc,
+            XeroRecordLink(content_type=self.content_type, object_id=doc.document.pk, **fields),
+        )
+
+    def flush_links(self) -> None:
+        if not self.pushed_links:
+            return
+        written = XeroRecordLink.objects.bulk_create(
+            [link for _doc, link in self.pushed_links.values()],
+            update_conflicts=True,
+            unique_fields=["content_type", "object_id"],
+            update_fields=[
+                "entity",
+                "tenant_id",
+                "xero_id",
+                "xero_number",
+                "last_pushed_at",
+                "pushed_version",
+                "pushed_snapshot",
+            ],
+        )
+        for (doc, _link), row in zip(self.pushed_links.values(), written, strict=True):
+            doc.link = row
+        self.pushed_links = {}
 
     def success(self, doc: _Doc, xero_id: str, **result: Any) -> None:
         self.outcomes[doc.job.pk] = JobSuccess(
@@ -544,6 +604,8 @@ def documents_push(
             object_id__in=[d.customer_id for d in documents.values()],
         ).values_list("object_id", "xero_id")
     )
+    excluded = _exclusions(model, documents)
+    customers_excluded = _exclusions(Customer, {d.customer_id for d in documents.values()})
     live: list[_Doc] = []
     facts = organisation_facts(entity_id=jobs[0].entity_id) if jobs[0].entity_id else None
     for job in jobs:
@@ -551,7 +613,7 @@ def documents_push(
         if document is None:
             outcomes[job.pk] = JobSkipped(f"The {kind.noun} no longer exists in BMS.")
             continue
-        reason = _excluded(document)
+        reason = excluded.get(document.pk)
         if reason is not None:
             outcomes[job.pk] = JobSkipped(f"skipped: {reason}")
             continue
@@ -564,8 +626,15 @@ def documents_push(
         if document.status == DocumentStatus.VOID and link is None:
             outcomes[job.pk] = JobSkipped(f"{document.number} was voided before it reached Xero.")
             continue
-        problems = document_prepush_problems(document=document, facts=facts)
         contact_id = contact_ids.get(document.customer_id)
+        problems = document_prepush_problems(
+            document=document,
+            facts=facts,
+            customer_state=CustomerSyncState(
+                linked=contact_id is not None,
+                exclusion=customers_excluded.get(document.customer_id),
+            ),
+        )
         if contact_id is None:
             problems.insert(
                 0,
@@ -625,6 +694,7 @@ def documents_push(
             replayed = by_job.get(member.job_id)
             if replayed is not None:
                 batch.settled(replayed, result, created=request.operation == kind.create_operation)
+        batch.flush_links()
     if to_find:
         found = kind.find_by_numbers(api, [doc.document.number for doc in to_find])
         for doc in to_find:
@@ -639,6 +709,7 @@ def documents_push(
         results = batch.send(kind.create_operation, chunk, [kind.data(d, None) for d in chunk])
         for doc, result in zip(chunk, results or [], strict=False):
             batch.settled(doc, result, created=True)
+        batch.flush_links()
     if not kind.is_invoice:
         # A credit note in Xero stays as approved; what can still change is its allocations.
         updates = []
@@ -647,6 +718,7 @@ def documents_push(
         results = batch.send(kind.update_operation, chunk, data)
         for doc, result in zip(chunk, results or [], strict=False):
             batch.settled(doc, result, created=False)
+        batch.flush_links()
 
     if not kind.is_invoice:
         for doc in live:
