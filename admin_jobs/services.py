@@ -23,8 +23,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import reduce
 from datetime import datetime, timedelta
+from functools import reduce
 from itertools import islice
 from operator import or_
 from typing import Any, cast
@@ -236,6 +236,13 @@ def _start_for(*, depends_on: BackgroundJob | None, not_before: datetime) -> _St
     if depends_on is None:
         return _Start(state=JobState.QUEUED, not_before=not_before)
     dependency = BackgroundJob.objects.select_for_update().get(pk=depends_on.pk)
+    return _start_after(dependency=dependency, not_before=not_before)
+
+
+def _start_after(*, dependency: BackgroundJob | None, not_before: datetime) -> _Start:
+    """_start_for with the dependency already read under its row lock."""
+    if dependency is None:
+        return _Start(state=JobState.QUEUED, not_before=not_before)
     if dependency.state in (JobState.SUCCEEDED, JobState.SKIPPED):
         return _Start(state=JobState.QUEUED, not_before=not_before)
     if dependency.state in UNFINISHED_STATES:
@@ -388,6 +395,100 @@ def job_enqueue(
             _publish_on_commit([job.pk], countdown=countdown or None)
         return job
     raise IntegrityError(f"Could not enqueue a {kind} job for key {key!r}.")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job for job_enqueue_many: job_enqueue's arguments, keyed by kind + target."""
+
+    kind: str
+    entity: Entity | None
+    target: Model | None
+    description: str
+    direction: str
+    triggered_by: str
+    user: AbstractBaseUser | None = None
+    depends_on: BackgroundJob | None = None
+
+
+def job_enqueue_many(*, specs: list[JobSpec]) -> list[BackgroundJob]:
+    """job_enqueue for many jobs in a few statements (a scheduled push of thousands of invoices
+    took 7 ms per job one at a time). Same rules: inside the caller's transaction, a never-started
+    job for the same work is returned instead of a new one, and a job whose dependency has not
+    finished waits for it. Returns one job per spec, in order.
+
+    If another transaction queues one of the same jobs meanwhile, the unique constraint refuses
+    the whole insert and each job is queued on its own instead, with job_enqueue's handling.
+    """
+    if not connection.in_atomic_block:
+        raise TransactionManagementError(
+            "job_enqueue_many() must run inside transaction.atomic(), together with the change "
+            "that causes the jobs."
+        )
+    now = clock.now()
+    keys = [job_dedupe_key(kind=s.kind, entity=s.entity, target=s.target) for s in specs]
+    known: dict[str, BackgroundJob] = {
+        job.dedupe_key: job
+        for job in BackgroundJob.objects.filter(
+            dedupe_key__in=set(keys), state__in=UNSTARTED_STATES, attempts=0, parent__isnull=True
+        )
+    }
+    dependencies = {
+        job.pk: job
+        for job in BackgroundJob.objects.select_for_update()
+        .filter(pk__in={s.depends_on.pk for s in specs if s.depends_on is not None})
+        .order_by("pk")
+    }
+    new: list[BackgroundJob] = []
+    jobs: list[BackgroundJob] = []
+    for spec, key in zip(specs, keys, strict=True):
+        if key not in known:
+            dependency = dependencies.get(spec.depends_on.pk) if spec.depends_on else None
+            start = _start_after(dependency=dependency, not_before=now)
+            job = _job_build(
+                kind=spec.kind,
+                entity=spec.entity,
+                target=spec.target,
+                description=spec.description,
+                direction=spec.direction,
+                triggered_by=spec.triggered_by,
+                user=spec.user,
+                depends_on=spec.depends_on,
+                payload=None,
+                parent=None,
+                dedupe_key=key,
+                now=now,
+            )
+            job.state = start.state
+            job.not_before = start.not_before
+            job.wait_kind = start.wait_kind
+            job.wait_reason = start.wait_reason
+            job.error_message = start.error_message
+            job.published_at = now if start.state == JobState.QUEUED else None
+            if start.state == JobState.FAILED:
+                job.finished_at = now
+            known[key] = job
+            new.append(job)
+        jobs.append(known[key])
+    try:
+        with transaction.atomic():
+            BackgroundJob.objects.bulk_create(new)
+    except IntegrityError:
+        return [
+            job_enqueue(
+                kind=s.kind,
+                entity=s.entity,
+                target=s.target,
+                description=s.description,
+                direction=s.direction,
+                triggered_by=s.triggered_by,
+                user=s.user,
+                depends_on=s.depends_on,
+            )
+            for s in specs
+        ]
+    _publish_wake_ups([job for job in new if job.state == JobState.QUEUED])
+    return jobs
 
 
 @dataclass(frozen=True)
@@ -624,14 +725,15 @@ def _claim_due(
     if limit < 1:
         return []
     now = clock.now()
+    others = ~Q(pk=exclude_pk) if exclude_pk is not None else Q()
     candidates = (
         BackgroundJob.objects.filter(
+            others,
             Q(entity_id=entity_id) if entity_id is not None else Q(entity__isnull=True),
             kind=kind,
             state__in=UNSTARTED_STATES,
             not_before__lte=now,
         )
-        .exclude(pk=exclude_pk)
         .exclude(_earlier_unfinished())
         .order_by("not_before", "id")
         .select_for_update(skip_locked=True)
@@ -644,9 +746,9 @@ def _claim_due(
         if not claimed:
             return []
         jobs = list(
-            BackgroundJob.objects.filter(lease_token=token, state=JobState.RUNNING)
-            .exclude(pk=exclude_pk)
-            .order_by("id")
+            BackgroundJob.objects.filter(
+                others, lease_token=token, state=JobState.RUNNING
+            ).order_by("id")
         )
         _attempts_open(jobs=jobs, token=token, now=now)
     return jobs
@@ -909,9 +1011,7 @@ def _job_record_outcome(*, job: BackgroundJob, outcome: Outcome) -> bool:
     return job.pk in _jobs_record_outcomes(jobs=[job], outcomes={job.pk: outcome})
 
 
-def _jobs_record_outcomes(
-    *, jobs: list[BackgroundJob], outcomes: dict[int, Outcome]
-) -> set[int]:
+def _jobs_record_outcomes(*, jobs: list[BackgroundJob], outcomes: dict[int, Outcome]) -> set[int]:
     """Write a batch's outcomes in a handful of statements, whatever its size: each job only if
     this worker still holds its lease. Returns the ids written; the others were taken over.
 
@@ -922,7 +1022,7 @@ def _jobs_record_outcomes(
     plans = {job.pk: _outcome_plan(job=job, outcome=outcomes[job.pk], now=now) for job in jobs}
     tokens = {job.pk: job.lease_token for job in jobs}
     with transaction.atomic():
-        rows = list(
+        rows: list[BackgroundJob] = list(
             BackgroundJob.objects.select_for_update()
             .filter(pk__in=list(plans), state=JobState.RUNNING)
             .annotate(has_parts=Exists(BackgroundJob.objects.filter(parent_id=OuterRef("pk"))))
@@ -1010,8 +1110,9 @@ def _after_finish(*, job: BackgroundJob, now: datetime) -> None:
 def _after_finish_many(*, jobs: list[BackgroundJob], now: datetime) -> None:
     """What jobs reaching a final state set in motion, in the same transaction: their dependents,
     the next job for the same target, earlier failures they supersede, and their parents."""
-    done_ok = [job for job in jobs if job.state in (JobState.SUCCEEDED, JobState.SKIPPED)]
-    done_bad = {job.pk: job for job in jobs if job.state not in (JobState.SUCCEEDED, JobState.SKIPPED)}
+    ok_states = (JobState.SUCCEEDED, JobState.SKIPPED)
+    done_ok = [job for job in jobs if job.state in ok_states]
+    done_bad = {job.pk: job for job in jobs if job.state not in ok_states}
     if done_ok:
         woken = list(
             BackgroundJob.objects.filter(

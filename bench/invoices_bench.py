@@ -79,15 +79,14 @@ def _enqueue_backlog(per_org: list[list[int]]) -> None:
     from django.db import transaction  # noqa: PLC0415
 
     from billing.models import Invoice  # noqa: PLC0415
-    from xero_integration.invoice_sync import invoice_push_enqueue  # noqa: PLC0415
+    from xero_integration.invoice_sync import invoices_push_enqueue  # noqa: PLC0415
 
     order = [i for group in zip_longest(*per_org) for i in group if i is not None]
     with transaction.atomic():
         for start in range(0, len(order), 2000):
             chunk = order[start : start + 2000]
             found = Invoice.objects.select_related("entity", "customer").in_bulk(chunk)
-            for invoice_id in chunk:
-                invoice_push_enqueue(invoice=found[invoice_id])
+            invoices_push_enqueue(invoices=[found[invoice_id] for invoice_id in chunk])
 
 
 def _invoice_calls(stack: harness.Stack, since: int) -> list[dict[str, Any]]:
@@ -194,7 +193,15 @@ def part_calls(args: argparse.Namespace) -> bool:
     return ok
 
 
-def _run_backlog(args: argparse.Namespace, *, orgs: int, per_org: int, name: str) -> dict[str, Any]:
+def _run_backlog(
+    args: argparse.Namespace,
+    *,
+    orgs: int,
+    per_org: int,
+    name: str,
+    warmup: float,
+    measure: float,
+) -> dict[str, Any]:
     with harness.Stack(name=name, time_scale=args.time_scale, keep_db=args.keep_db) as stack:
         stack.setup_django()
         pairs = _setup_orgs(stack, orgs)
@@ -217,7 +224,7 @@ def _run_backlog(args: argparse.Namespace, *, orgs: int, per_org: int, name: str
         while not _invoice_calls(stack, since):
             time.sleep(0.5)
         first = min(c["t"] for c in _invoice_calls(stack, since))
-        end = first + (args.warmup + args.measure) * 60
+        end = first + (warmup + measure) * 60
         _wait_sandbox_until(stack, end + 1)
         cpu = _cpu_seconds(stack)
         assert stack.workers is not None
@@ -230,7 +237,7 @@ def _run_backlog(args: argparse.Namespace, *, orgs: int, per_org: int, name: str
         for entity, tenant in pairs:
             mine = [c for c in calls if c["tenant_id"] == tenant]
             start = min((c["t"] for c in mine), default=first)
-            rate = _rate(mine, start=start, warmup=args.warmup, measure=args.measure)
+            rate = _rate(mine, start=start, warmup=warmup, measure=measure)
             sent = sum(c["elements"] for c in mine)
             drained = sent >= per_org
             if drained and len(mine) > 1:
@@ -306,7 +313,14 @@ def _comm(path: Path) -> str:
 
 def part_rate(args: argparse.Namespace) -> bool:
     per_org = args.backlog or int(3000 * (args.warmup + args.measure) * 1.15)
-    result = _run_backlog(args, orgs=1, per_org=per_org, name="invoices_rate")
+    result = _run_backlog(
+        args,
+        orgs=1,
+        per_org=per_org,
+        name="invoices_rate",
+        warmup=args.warmup,
+        measure=args.measure,
+    )
     org = result["orgs"][0]
     RATE_FILE.write_text(json.dumps({"rate": org["rate"], "time_scale": args.time_scale}))
     ok = org["rate"] >= RATE_TARGET and result["429"] == 0 and not org["drained"]
@@ -322,7 +336,14 @@ def part_rate(args: argparse.Namespace) -> bool:
 
 def part_orgs(args: argparse.Namespace) -> bool:
     per_org = args.orgs_backlog
-    result = _run_backlog(args, orgs=args.orgs, per_org=per_org, name="invoices_orgs")
+    result = _run_backlog(
+        args,
+        orgs=args.orgs,
+        per_org=per_org,
+        name="invoices_orgs",
+        warmup=args.orgs_warmup,
+        measure=args.orgs_measure,
+    )
     rates = [o["rate"] for o in result["orgs"]]
     app_waits = sum(o["waits"].get("app", 0) for o in result["orgs"])
     single = args.single_rate
@@ -356,11 +377,20 @@ def main() -> int:
         "--time-scale", type=float, default=0.0,
         help="sandbox clock speed (default: 4 for calls, 1 for rate and orgs: see README)",
     )  # fmt: skip
-    parser.add_argument("--warmup", type=float, default=0.5, help="sandbox minutes not measured")
-    parser.add_argument("--measure", type=float, default=1.5, help="sandbox minutes measured")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0,
+        help="rate part: sandbox minutes not measured (the first minute is a burst of up to 60 "
+        "calls; a backlog's sustained rate shows from the second)",
+    )  # fmt: skip
+    parser.add_argument("--measure", type=float, default=3.0, help="rate part: minutes measured")
     parser.add_argument("--backlog", type=int, default=0, help="rate part: invoices queued")
     parser.add_argument("--orgs", type=int, default=10)
-    parser.add_argument("--orgs-backlog", type=int, default=1200, help="invoices per org")
+    parser.add_argument(
+        "--orgs-backlog", type=int, default=5000,
+        help="invoices per org: enough that no backlog drains while it is measured",
+    )  # fmt: skip
+    parser.add_argument("--orgs-warmup", type=float, default=0.5)
+    parser.add_argument("--orgs-measure", type=float, default=1.5)
     parser.add_argument("--orgs-concurrency", type=int, default=10)
     parser.add_argument(
         "--single-rate", type=int, default=0,

@@ -65,7 +65,7 @@ from xero_python.exceptions.http_status_exceptions import (
 from xero_python.identity import IdentityApi
 
 from admin_jobs.errors import JobError, JobWait, PermanentJobError, TransientJobError
-from xero_integration.ratelimit import RateLimited, XeroRateLimiter
+from xero_integration.ratelimit import CallPermit, RateLimited, XeroRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -641,16 +641,43 @@ class XeroClient:
         self._on_error = on_error
         self._on_released = on_released
         self._last_call_at = last_call_at
+        self._reserved: tuple[Any, CallPermit] | None = None
         self.calls = 0
 
     def __repr__(self) -> str:
         return f"<XeroClient tenant={self.tenant_id}>"
 
     @contextmanager
+    def reserved(self) -> Iterator[None]:
+        """Take the rate limiter's place for the next call now, so that a refusal
+        (XeroRateLimitError) comes before the caller builds and stores its request: a backlog
+        meets the limiter hundreds of times a minute. The next call in the block uses the place;
+        if none is made, it is released on leaving (and counts in the minute log as a call)."""
+        if self._limiter is None or self._reserved is not None:
+            yield
+            return
+        self._reserved = self._acquire()
+        try:
+            yield
+        finally:
+            if self._reserved is not None:
+                held, self._reserved = self._reserved, None
+                self._release(*held)
+
+    @contextmanager
     def _permit(self) -> Iterator[None]:
         if self._limiter is None:
             yield
             return
+        held = self._reserved or self._acquire()
+        self._reserved = None
+        try:
+            yield
+        finally:
+            self._release(*held)
+
+    def _acquire(self) -> tuple[Any, CallPermit]:
+        assert self._limiter is not None
         try:
             permit_context = self._limiter.call(self.tenant_id, last_call_at=self._last_call_at)
             permit = permit_context.__enter__()
@@ -668,16 +695,16 @@ class XeroClient:
                 problem=exc.reason,
                 retry_at=exc.retry_at,
             ) from None
-        try:
-            yield
-        finally:
-            permit_context.__exit__(None, None, None)
-            # The limiter's durable memory of this organisation's latest call (kept in
-            # PostgreSQL by the caller) is the release time on the limiter's own clock.
-            if permit.released_at is not None:
-                self._last_call_at = permit.released_at
-                if self._on_released is not None:
-                    self._on_released(permit.released_at)
+        return permit_context, permit
+
+    def _release(self, permit_context: Any, permit: CallPermit) -> None:
+        permit_context.__exit__(None, None, None)
+        # The limiter's durable memory of this organisation's latest call (kept in
+        # PostgreSQL by the caller) is the release time on the limiter's own clock.
+        if permit.released_at is not None:
+            self._last_call_at = permit.released_at
+            if self._on_released is not None:
+                self._on_released(permit.released_at)
 
     def call(self, operation: str, method_name: str, *, wrote: bool, **kwargs: Any) -> Any:
         """Run one SDK accounting method; returns its deserialised result."""

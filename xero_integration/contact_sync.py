@@ -28,7 +28,7 @@ from django.db import transaction
 from admin_jobs.errors import JobError, JobSkipped, PermanentJobError
 from admin_jobs.handlers import JobSuccess, Outcome
 from admin_jobs.models import BackgroundJob, JobDirection, JobKind, JobTrigger
-from admin_jobs.services import job_enqueue
+from admin_jobs.services import JobSpec, job_enqueue
 from billing.models import Customer
 from bms import clock
 from xero_integration import client as xero
@@ -132,17 +132,33 @@ def customer_push_enqueue(
 ) -> BackgroundJob:
     """Queue a push of the customer; a second request before it starts collapses into it.
     Call inside the transaction of the change that causes it (the job engine's rule)."""
+    spec = customer_push_spec(customer=customer, triggered_by=triggered_by, user=user)
     with transaction.atomic():
         return job_enqueue(
-            kind=JobKind.PUSH_CONTACT,
-            entity=customer.entity,
-            target=customer,
-            description=f"Customer {customer.name}"[:300],
-            direction=JobDirection.EXPORT,
-            triggered_by=triggered_by,
-            user=user,
+            kind=spec.kind,
+            entity=spec.entity,
+            target=spec.target,
+            description=spec.description,
+            direction=spec.direction,
+            triggered_by=spec.triggered_by,
+            user=spec.user,
             parent=parent,
         )
+
+
+def customer_push_spec(
+    *, customer: Customer, triggered_by: str, user: AbstractBaseUser | None = None
+) -> JobSpec:
+    """The customer's contact push, for job_enqueue_many."""
+    return JobSpec(
+        kind=JobKind.PUSH_CONTACT,
+        entity=customer.entity,
+        target=customer,
+        description=f"Customer {customer.name}"[:300],
+        direction=JobDirection.EXPORT,
+        triggered_by=triggered_by,
+        user=user,
+    )
 
 
 def customer_is_linked(customer: Customer) -> bool:

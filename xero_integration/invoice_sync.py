@@ -30,11 +30,11 @@ from admin_jobs.models import (
     JobKind,
     JobTrigger,
 )
-from admin_jobs.services import job_enqueue
+from admin_jobs.services import JobSpec, job_enqueue, job_enqueue_many
 from billing.models import CreditNote, Customer, DocumentStatus, Invoice
 from bms import clock
 from xero_integration import client as xero
-from xero_integration.contact_sync import customer_push_enqueue
+from xero_integration.contact_sync import customer_push_spec
 from xero_integration.models import (
     SyncDirection,
     SyncExclusion,
@@ -131,26 +131,75 @@ def _entity_connected(entity_id: int) -> bool:
 # --- Enqueueing ---------------------------------------------------------------------------------
 
 
-def _contact_job_for(customer: Customer, user: AbstractBaseUser | None) -> BackgroundJob | None:
-    """The contact push an invoice must wait for: the customer's unfinished push, or a new one
-    when the customer has never been synced."""
-    unfinished = (
-        BackgroundJob.objects.filter(
-            kind=JobKind.PUSH_CONTACT,
-            target_content_type=ContentType.objects.get_for_model(Customer),
-            target_object_id=customer.pk,
-            state__in=UNFINISHED_STATES,
+def _contact_jobs_for(
+    customers: Iterable[Customer], user: AbstractBaseUser | None
+) -> dict[int, BackgroundJob]:
+    """Customer id → the contact push its documents must wait for: the customer's latest
+    unfinished push, or a new one for a customer never synced (and not held back)."""
+    by_id = {customer.pk: customer for customer in customers}
+    content_type = ContentType.objects.get_for_model(Customer)
+    jobs: dict[int, BackgroundJob] = {}
+    for job in BackgroundJob.objects.filter(
+        kind=JobKind.PUSH_CONTACT,
+        target_content_type=content_type,
+        target_object_id__in=list(by_id),
+        state__in=UNFINISHED_STATES,
+    ).order_by("pk"):
+        jobs[job.target_object_id or 0] = job  # ascending: the latest one wins
+    rest = set(by_id) - set(jobs)
+    linked = set(
+        XeroRecordLink.objects.filter(content_type=content_type, object_id__in=rest).values_list(
+            "object_id", flat=True
         )
-        .order_by("-pk")
-        .first()
     )
-    if unfinished is not None:
-        return unfinished
-    if _link(customer) is None and _excluded(customer) is None:
-        return customer_push_enqueue(
-            customer=customer, triggered_by=JobTrigger.DEPENDENCY, user=user
+    held = _exclusions(Customer, rest - linked)
+    never_synced = [by_id[pk] for pk in sorted(rest - linked - set(held))]
+    if never_synced:
+        specs = [
+            customer_push_spec(customer=customer, triggered_by=JobTrigger.DEPENDENCY, user=user)
+            for customer in never_synced
+        ]
+        with transaction.atomic():
+            created = job_enqueue_many(specs=specs)
+        jobs.update(zip((c.pk for c in never_synced), created, strict=True))
+    return jobs
+
+
+def invoices_push_enqueue(
+    *,
+    invoices: list[Invoice],
+    triggered_by: str = JobTrigger.USER,
+    user: AbstractBaseUser | None = None,
+) -> dict[int, BackgroundJob]:
+    """Queue the invoices' pushes (each after its customer's contact push when needed), in a few
+    statements however many there are. Returns invoice id → job; invoices of entities not
+    connected to Xero get none."""
+    connected = set(
+        XeroEntityLink.objects.filter(
+            entity_id__in={invoice.entity_id for invoice in invoices}
+        ).values_list("entity_id", flat=True)
+    )
+    invoices = [invoice for invoice in invoices if invoice.entity_id in connected]
+    if not invoices:
+        return {}
+    with transaction.atomic():
+        contact_jobs = _contact_jobs_for((invoice.customer for invoice in invoices), user)
+        jobs = job_enqueue_many(
+            specs=[
+                JobSpec(
+                    kind=JobKind.PUSH_INVOICE,
+                    entity=invoice.entity,
+                    target=invoice,
+                    description=f"Invoice {invoice.number} — {invoice.customer.name}"[:300],
+                    direction=JobDirection.EXPORT,
+                    triggered_by=triggered_by,
+                    user=user,
+                    depends_on=contact_jobs.get(invoice.customer_id),
+                )
+                for invoice in invoices
+            ]
         )
-    return None
+    return {invoice.pk: job for invoice, job in zip(invoices, jobs, strict=True)}
 
 
 def invoice_push_enqueue(
@@ -161,20 +210,9 @@ def invoice_push_enqueue(
 ) -> BackgroundJob | None:
     """Queue the invoice's push (after its customer's contact push when needed). Returns None
     when the entity is not connected to Xero."""
-    if not _entity_connected(invoice.entity_id):
-        return None
-    with transaction.atomic():
-        depends_on = _contact_job_for(invoice.customer, user)
-        return job_enqueue(
-            kind=JobKind.PUSH_INVOICE,
-            entity=invoice.entity,
-            target=invoice,
-            description=f"Invoice {invoice.number} — {invoice.customer.name}"[:300],
-            direction=JobDirection.EXPORT,
-            triggered_by=triggered_by,
-            user=user,
-            depends_on=depends_on,
-        )
+    return invoices_push_enqueue(invoices=[invoice], triggered_by=triggered_by, user=user).get(
+        invoice.pk
+    )
 
 
 def credit_note_push_enqueue(
@@ -193,7 +231,9 @@ def credit_note_push_enqueue(
                     invoice=allocation.invoice, triggered_by=JobTrigger.DEPENDENCY, user=user
                 )
         if depends_on is None:
-            depends_on = _contact_job_for(credit_note.customer, user)
+            depends_on = _contact_jobs_for([credit_note.customer], user).get(
+                credit_note.customer_id
+            )
         return job_enqueue(
             kind=JobKind.PUSH_CREDIT_NOTE,
             entity=credit_note.entity,
@@ -514,16 +554,25 @@ class _DocBatch:
             external_url=invoice_url(tenant_id=self.api.tenant_id, invoice_id=xero_id),
         )
 
-    def send(
-        self, operation: str, docs: list[_Doc], data: list[xero.DocumentData]
-    ) -> list[xero.DocumentResult] | None:
-        request = xero_request_record(
-            connection=self.connection,
-            operation=operation,
-            body=[d.to_json() for d in data],
-            members=[Member(job_id=d.job.pk, object_id=d.document.pk) for d in docs],
-        )
-        return self.send_stored(request, docs)
+    def send(self, operation: str, docs: list[_Doc]) -> list[xero.DocumentResult] | None:
+        update = operation == self.kind.update_operation
+        try:
+            # The limiter is asked first: a refusal stores and builds nothing.
+            with self.api.reserved():
+                data = [
+                    self.kind.data(d, d.link.xero_id if update and d.link else None) for d in docs
+                ]
+                request = xero_request_record(
+                    connection=self.connection,
+                    operation=operation,
+                    body=[d.to_json() for d in data],
+                    members=[Member(job_id=d.job.pk, object_id=d.document.pk) for d in docs],
+                )
+                return self.send_stored(request, docs)
+        except JobError as exc:
+            for doc in docs:
+                self.outcomes[doc.job.pk] = exc
+            return None
 
     def send_stored(
         self, request: XeroRequest, docs: list[_Doc]
@@ -706,7 +755,7 @@ def documents_push(
     creates = [doc for doc in fresh if doc.link is None]
     updates = [doc for doc in fresh if doc.link is not None]
     for chunk in _chunks(creates, 50):
-        results = batch.send(kind.create_operation, chunk, [kind.data(d, None) for d in chunk])
+        results = batch.send(kind.create_operation, chunk)
         for doc, result in zip(chunk, results or [], strict=False):
             batch.settled(doc, result, created=True)
         batch.flush_links()
@@ -714,8 +763,7 @@ def documents_push(
         # A credit note in Xero stays as approved; what can still change is its allocations.
         updates = []
     for chunk in _chunks(updates, 50):
-        data = [kind.data(d, d.link.xero_id if d.link else None) for d in chunk]
-        results = batch.send(kind.update_operation, chunk, data)
+        results = batch.send(kind.update_operation, chunk)
         for doc, result in zip(chunk, results or [], strict=False):
             batch.settled(doc, result, created=False)
         batch.flush_links()
@@ -813,9 +861,8 @@ def invoices_push_due(*, entity_id: int, triggered_by: str = JobTrigger.SCHEDULE
     job_ids: list[int] = []
     invoices = invoices_needing_push(entity_id=entity_id)
     for start in range(0, len(invoices), 1000):
-        with transaction.atomic():
-            for invoice in invoices[start : start + 1000]:
-                job = invoice_push_enqueue(invoice=invoice, triggered_by=triggered_by)
-                if job is not None:
-                    job_ids.append(job.pk)
+        jobs = invoices_push_enqueue(
+            invoices=invoices[start : start + 1000], triggered_by=triggered_by
+        )
+        job_ids += [job.pk for job in jobs.values()]
     return job_ids
