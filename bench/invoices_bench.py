@@ -20,12 +20,17 @@ customer's contact push). Counted from the sandbox's request log.
 Part "rate" (target 4, ≥ 2,700 invoices per sandbox minute, zero 429s): one organisation whose
 customers are already in Xero, a backlog of invoice pushes queued in one transaction. The rate is
 measured from the sandbox's request log on the sandbox clock: invoices carried by the PUT
-/Invoices calls in [first call + --warmup, + --measure] sandbox minutes, element counts from BMS's
-stored requests (XeroRequest, joined by Idempotency-Key).
+/Invoices calls in [first call + --warmup, + --measure] sandbox minutes (default minutes 1–4),
+element counts from BMS's stored requests (XeroRequest, joined by Idempotency-Key). Xero's limit
+is 60 calls in any rolling minute, so a backlog's first minute is a burst of 60 calls followed by
+a pause until the first of them leaves the window; the sustained rate shows from the second
+minute on, which is why the first minute is not measured (its figure is printed too).
 
-Part "orgs" (target 5): the same with --orgs organisations at once (each its own entity and
-backlog); per-organisation and aggregate rates, and every limiter wait by reason per
-organisation (an "app" wait would be one organisation waiting on the shared app budget).
+Part "orgs" (target 5): the same with --orgs organisations at once (each its own entity and a
+backlog that does not drain while measured, default 5,000 invoices each, minutes 0.5–2): here
+the CPU, not Xero, is the limit. Per-organisation and aggregate rates, and every limiter wait by
+reason per organisation (an "app" wait would be one organisation waiting on the shared app
+budget). The aggregate is compared with the last rate part's figure at the same time scale.
 """
 
 from __future__ import annotations

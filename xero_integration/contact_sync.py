@@ -222,14 +222,21 @@ class _Batch:
         self, operation: str, items: list[_Pending], data: list[xero.ContactData]
     ) -> list[xero.ContactResult] | None:
         """Store, then send one request; returns per-element results, or None after recording a
-        transient failure on every item."""
-        request = xero_request_record(
-            connection=self.connection,
-            operation=operation,
-            body=[dataclasses.asdict(d) for d in data],
-            members=[Member(job_id=i.job.pk, object_id=i.customer.pk) for i in items],
-        )
-        return self.send_stored(request, items)
+        transient failure (or the rate limiter's wait) on every item."""
+        try:
+            # The limiter is asked first: a refusal stores nothing.
+            with self.api.reserved():
+                request = xero_request_record(
+                    connection=self.connection,
+                    operation=operation,
+                    body=[dataclasses.asdict(d) for d in data],
+                    members=[Member(job_id=i.job.pk, object_id=i.customer.pk) for i in items],
+                )
+                return self.send_stored(request, items)
+        except JobError as exc:
+            for item in items:
+                self.outcomes[item.job.pk] = exc
+            return None
 
     def send_stored(self, request: Any, items: list[_Pending]) -> list[xero.ContactResult] | None:
         method = (

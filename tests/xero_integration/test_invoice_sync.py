@@ -5,6 +5,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from admin_jobs.models import BackgroundJob, JobKind, JobState
 from admin_jobs.services import job_run
@@ -25,7 +27,7 @@ from xero_integration.invoice_sync import (
     document_prepush_problems,
     invoice_push_enqueue,
 )
-from xero_integration.models import XeroConnection, XeroRecordLink
+from xero_integration.models import XeroConnection, XeroRecordLink, XeroRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -234,3 +236,49 @@ def test_a_credit_note_is_pushed_after_its_invoice_with_its_allocation(world):
     assert xero_note["Type"] == "ACCRECCREDIT"
     assert Decimal(str(xero_note["Total"])) == note.total == Decimal("20.70")
     assert Decimal(str(world.xero_invoice(invoice.number)["AmountCredited"])) == Decimal("10.00")
+
+
+def _statements_to_push(world, count):
+    invoices = [world.invoice() for _ in range(count)]
+    jobs = [BackgroundJob.objects.get(kind=JobKind.PUSH_INVOICE, target_object_id=i.pk)
+            for i in invoices]  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        job_run(job_id=jobs[0].pk)
+    assert [BackgroundJob.objects.get(pk=j.pk).state for j in jobs] == [JobState.SUCCEEDED] * count
+    links = XeroRecordLink.objects.filter(
+        content_type=ContentType.objects.get_for_model(Invoice),
+        object_id__in=[i.pk for i in invoices],
+    )
+    by_number = {i["InvoiceNumber"]: i["InvoiceID"] for i in world.xero_invoices()}
+    assert {link.xero_number: link.xero_id for link in links} == {
+        i.number: by_number[i.number] for i in invoices
+    }
+    return len(queries)
+
+
+def test_a_batch_of_40_invoices_takes_as_many_statements_as_a_batch_of_3(world):
+    world.invoice()
+    _run_all()  # the customer's contact is in Xero now
+    assert _statements_to_push(world, 3) == _statements_to_push(world, 40)
+
+
+def test_a_push_the_rate_limiter_refuses_stores_and_sends_nothing(world, settings):
+    world.invoice()
+    _run_all()  # one call: the contact push
+    settings.XERO_RATE_LIMIT_PER_MINUTE = 2
+    world.invoice()
+    _run_all()  # the second call of the minute
+    stored = XeroRequest.objects.count()
+    start = world.xero_env.sandbox.last_seq()
+    invoice = world.invoice()
+    job = BackgroundJob.objects.get(kind=JobKind.PUSH_INVOICE, target_object_id=invoice.pk)
+
+    job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.state == JobState.WAITING
+    assert job.wait_reason == (
+        "BMS is pacing calls to this Xero organisation (minute limit); it carries on by itself."
+    )
+    assert XeroRequest.objects.count() == stored
+    assert world.xero_env.sandbox.requests_log(start) == []
