@@ -27,8 +27,8 @@ a pause until the first of them leaves the window; the sustained rate shows from
 minute on, which is why the first minute is not measured (its figure is printed too).
 
 Part "orgs" (target 5): the same with --orgs organisations at once (each its own entity and a
-backlog that does not drain while measured, default 5,000 invoices each, minutes 0.5–2): here
-the CPU, not Xero, is the limit. Per-organisation and aggregate rates, and every limiter wait by
+backlog that does not drain while measured, default 10,000 invoices each, minutes 1–3): on 2
+cores the CPU, not only Xero, is the limit. Per-organisation and aggregate rates, and every limiter wait by
 reason per organisation (an "app" wait would be one organisation waiting on the shared app
 budget). The aggregate is compared with the last rate part's figure at the same time scale.
 """
@@ -391,11 +391,11 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=0, help="rate part: invoices queued")
     parser.add_argument("--orgs", type=int, default=10)
     parser.add_argument(
-        "--orgs-backlog", type=int, default=5000,
+        "--orgs-backlog", type=int, default=10000,
         help="invoices per org: enough that no backlog drains while it is measured",
     )  # fmt: skip
-    parser.add_argument("--orgs-warmup", type=float, default=0.5)
-    parser.add_argument("--orgs-measure", type=float, default=1.5)
+    parser.add_argument("--orgs-warmup", type=float, default=1.0)
+    parser.add_argument("--orgs-measure", type=float, default=2.0)
     parser.add_argument("--orgs-concurrency", type=int, default=10)
     parser.add_argument(
         "--single-rate", type=int, default=0,
