@@ -30,7 +30,8 @@ Part "orgs" (target 5): the same with --orgs organisations at once (each its own
 backlog that does not drain while measured, default 10,000 invoices each, minutes 1–3): on 2
 cores the CPU, not only Xero, is the limit. Per-organisation and aggregate rates, and every
 limiter wait by reason per organisation (an "app" wait would be one organisation waiting on the
-shared app budget). The aggregate is compared with the last rate part's figure at the same time scale.
+shared app budget). The aggregate is compared with the last rate part's figure at the same time
+scale.
 """
 
 from __future__ import annotations
