@@ -503,8 +503,8 @@ class _DocBatch:
     ) -> None:
         """Record that the document is `xero_id` in Xero. Pushed links are written together by
         flush_links() once a request's results are settled (one statement instead of one per
-        document); a crash before that leaves the request unsettled, and the next attempt
-        replays it or finds the documents by number."""
+        document). A worker that dies before that is recovered like a lost reply: Xero refuses
+        the number as taken, and the next attempt adopts the document it finds by number."""
         fields: dict[str, Any] = {
             "entity": doc.document.entity,
             "tenant_id": self.api.tenant_id,
