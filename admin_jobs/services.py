@@ -4,7 +4,8 @@ How it stays correct (reliability-notes.md §2):
 
 * The job row is written in the caller's transaction; the Celery message is published only after
   commit and is merely a wake-up. A lost message is re-published by the sweeper; a duplicate finds
-  nothing to claim.
+  nothing to claim. Batch kinds are woken once per batch: a wake-up whose job another batch took
+  claims the next due job of the same kind and entity instead, if there is one.
 * A worker runs a job only after one conditional UPDATE has taken its lease (job_claim).
   Outcomes are written only while the lease token still matches, so a worker whose lease was
   taken over cannot overwrite the new holder's result.
