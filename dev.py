@@ -166,6 +166,9 @@ def cmd_demo(extra: list[str]) -> int:
         f"Logs: {logs}/  ·  Ctrl-C stops everything.\n",
         flush=True,
     )
+    # A supervisor (or `kill`) stops the demo with SIGTERM: clean up as Ctrl-C does, rather than
+    # leaving the web server, worker, beat, sandbox and Redis running without their parent.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while all(p.poll() is None for p in processes.values()):
             time.sleep(1)
@@ -183,6 +186,10 @@ def cmd_demo(extra: list[str]) -> int:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_embedded_redis(port: int) -> int:
