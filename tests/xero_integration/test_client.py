@@ -17,6 +17,7 @@ from xero_integration.models import (
     XeroConnection,
     XeroEntityLink,
 )
+from xero_integration.ratelimit import limiter_from_settings
 from xero_integration.services import xero_client_for_entity
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +199,28 @@ def test_an_unbalanced_manual_journal_is_refused_with_xeros_message(entity, xero
             idempotency_key="bms-test-journal-8",
         )
     assert exc.value.messages == ["The total debits (100.00) must equal total credits (-10.00)"]
+
+
+def test_a_reserved_place_is_used_by_the_next_call_and_counted_once(entity, xero_env):
+    api = xero_client_for_entity(entity=entity)
+    limiter = limiter_from_settings()
+
+    with api.reserved():
+        assert limiter.stats(api.tenant_id)["in_flight"] == 1
+        api.organisation_get()
+        assert limiter.stats(api.tenant_id)["in_flight"] == 0
+        api.organisation_get()  # a second call in the block takes a place of its own
+
+    stats = limiter.stats(api.tenant_id)
+    assert (stats["in_flight"], stats["calls_in_window"]) == (0, 2)
+
+
+def test_a_reserved_place_no_call_used_is_released(entity, xero_env):
+    api = xero_client_for_entity(entity=entity)
+    limiter = limiter_from_settings()
+
+    with api.reserved():
+        pass
+
+    stats = limiter.stats(api.tenant_id)
+    assert (stats["in_flight"], stats["calls_in_window"]) == (0, 1)
