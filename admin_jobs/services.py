@@ -227,6 +227,16 @@ class _Start:
     wait_reason: str = ""
     error_message: str = ""
 
+    def apply(self, job: BackgroundJob, *, now: datetime) -> None:
+        """Set a new (unsaved) row's starting state."""
+        job.state = self.state
+        job.not_before = self.not_before
+        job.wait_kind = self.wait_kind
+        job.wait_reason = self.wait_reason
+        job.error_message = self.error_message
+        if self.state == JobState.FAILED:
+            job.finished_at = now
+
 
 def _start_for(*, depends_on: BackgroundJob | None, not_before: datetime) -> _Start:
     """How a new or re-queued job starts, given its dependency.
@@ -367,13 +377,7 @@ def job_enqueue(
             now=now,
         )
         start = _start_for(depends_on=depends_on, not_before=requested)
-        job.state = start.state
-        job.not_before = start.not_before
-        job.wait_kind = start.wait_kind
-        job.wait_reason = start.wait_reason
-        job.error_message = start.error_message
-        if start.state == JobState.FAILED:
-            job.finished_at = now
+        start.apply(job, now=now)
         countdown = (
             _wake_countdown(not_before=start.not_before, now=now)
             if start.state == JobState.QUEUED
@@ -460,14 +464,8 @@ def job_enqueue_many(*, specs: list[JobSpec]) -> list[BackgroundJob]:
                 dedupe_key=key,
                 now=now,
             )
-            job.state = start.state
-            job.not_before = start.not_before
-            job.wait_kind = start.wait_kind
-            job.wait_reason = start.wait_reason
-            job.error_message = start.error_message
+            start.apply(job, now=now)
             job.published_at = now if start.state == JobState.QUEUED else None
-            if start.state == JobState.FAILED:
-                job.finished_at = now
             known[key] = job
             new.append(job)
         jobs.append(known[key])
@@ -475,19 +473,8 @@ def job_enqueue_many(*, specs: list[JobSpec]) -> list[BackgroundJob]:
         with transaction.atomic():
             BackgroundJob.objects.bulk_create(new)
     except IntegrityError:
-        return [
-            job_enqueue(
-                kind=s.kind,
-                entity=s.entity,
-                target=s.target,
-                description=s.description,
-                direction=s.direction,
-                triggered_by=s.triggered_by,
-                user=s.user,
-                depends_on=s.depends_on,
-            )
-            for s in specs
-        ]
+        # JobSpec's fields are job_enqueue's arguments.
+        return [job_enqueue(**vars(spec)) for spec in specs]
     _publish_wake_ups([job for job in new if job.state == JobState.QUEUED])
     return jobs
 
@@ -552,14 +539,8 @@ def _children_insert(
                     size=child.size,
                 )
                 row.triggered_by_user_id = locked.triggered_by_user_id
-                row.state = start.state
-                row.not_before = start.not_before
-                row.wait_kind = start.wait_kind
-                row.wait_reason = start.wait_reason
-                row.error_message = start.error_message
+                start.apply(row, now=now)
                 row.published_at = now if start.state == JobState.QUEUED else None
-                if start.state == JobState.FAILED:
-                    row.finished_at = now
                 total += child.size
                 rows.append(row)
             inserted = BackgroundJob.objects.bulk_create(rows)

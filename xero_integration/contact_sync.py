@@ -134,16 +134,7 @@ def customer_push_enqueue(
     Call inside the transaction of the change that causes it (the job engine's rule)."""
     spec = customer_push_spec(customer=customer, triggered_by=triggered_by, user=user)
     with transaction.atomic():
-        return job_enqueue(
-            kind=spec.kind,
-            entity=spec.entity,
-            target=spec.target,
-            description=spec.description,
-            direction=spec.direction,
-            triggered_by=spec.triggered_by,
-            user=spec.user,
-            parent=parent,
-        )
+        return job_enqueue(**vars(spec), parent=parent)
 
 
 def customer_push_spec(
